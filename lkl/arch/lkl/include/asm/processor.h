@@ -1,0 +1,66 @@
+/* SPDX-License-Identifier: GPL-2.0 */
+#ifndef _ASM_LKL_PROCESSOR_H
+#define _ASM_LKL_PROCESSOR_H
+
+#ifndef __ASSEMBLY__
+#include <linux/types.h>
+#include <asm/host.h>
+#include <asm/ptrace.h>
+
+struct lkl_sem;
+
+/**
+ * struct thread_struct - the host side of a kernel task
+ * @regs: an empty register frame, for the generic code that asks for one
+ * @sched_sem: the task's host thread waits here while the task is not
+ *	running on the (single) CPU
+ * @tid: the host thread that runs the task
+ * @prev_sched: the task that ran before this one, for schedule_tail()
+ * @sched_jb: where a host thread that switched away from a task it does
+ *	not own (see switch_to_host_task()) resumes, or NULL
+ * @exit_jb: where the task's own host thread returns to the host when
+ *	the task is dead, or NULL for tasks that run on host program threads
+ * @fn: for a task with its own host thread, the function it runs
+ * @fn_arg: the argument of @fn
+ * @dead: the task has exited and its host thread must return
+ */
+struct thread_struct {
+	struct pt_regs regs;
+	struct lkl_sem *sched_sem;
+	lkl_thread_t tid;
+	struct task_struct *prev_sched;
+	void **sched_jb;
+	void **exit_jb;
+	int (*fn)(void *arg);
+	void *fn_arg;
+	bool dead;
+};
+
+#define INIT_THREAD { }
+
+#define task_pt_regs(tsk)	(&(tsk)->thread.regs)
+#define KSTK_EIP(tsk)		(0)
+#define KSTK_ESP(tsk)		(0)
+
+/* Every host address may be a user address; see asm/uaccess.h. */
+#define TASK_SIZE		(~0UL)
+#define TASK_UNMAPPED_BASE	(0)
+#define STACK_TOP		TASK_SIZE
+#define STACK_TOP_MAX		STACK_TOP
+
+void lkl_cpu_relax(void);
+
+static inline void cpu_relax(void)
+{
+	lkl_cpu_relax();
+}
+
+static inline void start_thread(struct pt_regs *regs, unsigned long pc,
+				unsigned long sp)
+{
+}
+
+unsigned long __get_wchan(struct task_struct *p);
+
+#endif /* __ASSEMBLY__ */
+#endif /* _ASM_LKL_PROCESSOR_H */

@@ -1,0 +1,108 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * Memory of the library kernel: one arena the host maps, handed to
+ * memblock.  Physical addresses are host addresses (see asm/page.h).
+ */
+#define pr_fmt(fmt) "lkl: " fmt
+
+#include <linux/init.h>
+#include <linux/memblock.h>
+#include <linux/mm.h>
+#include <linux/string.h>
+#include <asm/cpu.h>
+#include <asm/sections.h>
+
+#define LKL_DEFAULT_MEM_SIZE	(64UL << 20)
+#define LKL_MIN_MEM_SIZE	(8UL << 20)
+
+unsigned long memory_start, memory_end;
+void *empty_zero_page;
+static unsigned long mem_size = LKL_DEFAULT_MEM_SIZE;
+static void *arena;
+
+static int __init lkl_parse_mem(char *arg)
+{
+	unsigned long size = memparse(arg, NULL);
+
+	if (size < LKL_MIN_MEM_SIZE)
+		size = LKL_MIN_MEM_SIZE;
+	mem_size = PAGE_ALIGN(size);
+	return 0;
+}
+early_param("mem", lkl_parse_mem);
+
+/**
+ * lkl_mem_init() - get the kernel's memory from the host and hand it out
+ *
+ * Called from setup_arch() after the early parameters (mem=) were read.
+ */
+void __init lkl_mem_init(void)
+{
+	unsigned long max_zone_pfn[MAX_NR_ZONES] = { 0, };
+
+	arena = lkl_ops->mem_alloc(mem_size);
+	if (!arena)
+		panic("lkl: cannot allocate %lu bytes of memory\n", mem_size);
+
+	memory_start = (unsigned long)arena;
+	memory_end = memory_start + mem_size;
+	memblock_add(__pa(memory_start), mem_size);
+
+	min_low_pfn = PFN_UP(__pa(memory_start));
+	max_low_pfn = PFN_DOWN(__pa(memory_end));
+	max_pfn = max_low_pfn;
+	set_max_mapnr(max_low_pfn - min_low_pfn);
+
+	empty_zero_page = memblock_alloc(PAGE_SIZE, PAGE_SIZE);
+	if (!empty_zero_page)
+		panic("lkl: cannot allocate the zero page\n");
+
+	max_zone_pfn[ZONE_NORMAL] = max_low_pfn;
+	free_area_init(max_zone_pfn);
+	pr_info("memory: %lu KiB at %px\n", mem_size >> 10, arena);
+}
+
+/**
+ * mem_init() - release boot memory to the page allocator
+ */
+void __init mem_init(void)
+{
+	memblock_free_all();
+}
+
+/**
+ * free_initmem() - keep the init sections
+ *
+ * They belong to the host program's image, not to the arena.
+ */
+void free_initmem(void)
+{
+}
+
+/**
+ * lkl_addr_in_kernel() - whether a range overlaps the kernel's own memory
+ * @addr: start of the range
+ * @size: length of the range in bytes
+ *
+ * Return: true if [@addr, @addr + @size) touches the arena or the
+ * kernel's data and bss in the host image.
+ */
+bool lkl_addr_in_kernel(unsigned long addr, unsigned long size)
+{
+	unsigned long end = addr + size;
+
+	if (end < addr)
+		return true;
+	if (addr < memory_end && end > memory_start)
+		return true;
+	return addr < (unsigned long)_end && end > (unsigned long)_sdata;
+}
+
+/**
+ * lkl_mem_cleanup() - return the arena to the host after halt
+ */
+void lkl_mem_cleanup(void)
+{
+	lkl_ops->mem_free(arena, mem_size);
+	arena = NULL;
+}

@@ -1,0 +1,224 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * Booting and halting the library kernel.
+ *
+ * lkl_start_kernel() runs start_kernel() on a new host thread, which then
+ * becomes the idle task, and waits until pid 1 has "exec'd" /init: a file
+ * this code creates in rootfs and a private binfmt accepts.  There is no
+ * user space to run, so pid 1 becomes the first host task instead, the one
+ * every later host task is cloned from.
+ */
+#define pr_fmt(fmt) "lkl: " fmt
+
+#include <linux/binfmts.h>
+#include <linux/file.h>
+#include <linux/fs.h>
+#include <linux/init.h>
+#include <linux/panic_notifier.h>
+#include <linux/personality.h>
+#include <linux/reboot.h>
+#include <linux/sched/task.h>
+#include <linux/start_kernel.h>
+#include <linux/string.h>
+#include <linux/tick.h>
+#include <asm/cpu.h>
+#include <asm/setup.h>
+#include <asm/unistd.h>
+
+#define LKL_INIT_PATH	"/init"
+
+const struct lkl_host_ops *lkl_ops;
+static struct lkl_sem *halt_sem;
+static lkl_thread_t boot_tid;
+static void **idle_exit_jb;
+
+void (*pm_power_off)(void);
+
+void __init setup_arch(char **cmdline_p)
+{
+	*cmdline_p = boot_command_line;
+	parse_early_param();
+	lkl_mem_init();
+}
+
+static void __ref lkl_boot_thread(void *arg)
+{
+	void *jb[5];
+
+	if (__builtin_setjmp(jb))
+		return;
+	idle_exit_jb = jb;
+	init_task.thread.tid = lkl_ops->thread_self();
+	init_task.thread.exit_jb = jb;
+	lkl_cpu_get();
+	start_kernel();
+}
+
+/**
+ * lkl_start_kernel() - boot the library kernel
+ * @ops: host services; must stay valid until lkl_sys_halt() returns
+ * @cmdline: kernel command line
+ *
+ * Return: 0 once the kernel is ready for system calls, or a negative
+ * errno if it could not be started.
+ */
+int __ref lkl_start_kernel(const struct lkl_host_ops *ops, const char *cmdline)
+{
+	struct lkl_sem *init_sem;
+	int ret;
+
+	if (lkl_ops)
+		return -EBUSY;
+	lkl_ops = ops;
+	strscpy(boot_command_line, cmdline, COMMAND_LINE_SIZE);
+
+	init_sem = lkl_ops->sem_alloc(0);
+	if (!init_sem)
+		return -ENOMEM;
+	ret = lkl_cpu_init();
+	if (ret)
+		goto out_free;
+	ret = lkl_threads_init(init_sem);
+	if (ret)
+		goto out_free;
+
+	boot_tid = lkl_ops->thread_create(lkl_boot_thread, NULL);
+	if (!boot_tid) {
+		ret = -ENOMEM;
+		goto out_free;
+	}
+
+	lkl_ops->sem_down(init_sem);
+	lkl_ops->sem_free(init_sem);
+
+	/*
+	 * pid 1 gave up its host thread with the CPU still held: take the
+	 * CPU over as pid 1 and release it.
+	 */
+	current->thread.tid = lkl_ops->thread_self();
+	lkl_cpu_change_owner(current->thread.tid);
+	lkl_cpu_put();
+	return 0;
+
+out_free:
+	lkl_ops->sem_free(init_sem);
+	return ret;
+}
+
+/**
+ * lkl_sys_halt() - power the kernel off and stop its host threads
+ *
+ * Return: 0, or the negative errno of the reboot system call.
+ */
+long lkl_sys_halt(void)
+{
+	long params[6] = { LINUX_REBOOT_MAGIC1, LINUX_REBOOT_MAGIC2,
+			   LINUX_REBOOT_CMD_POWER_OFF, 0, 0, 0 };
+	long ret;
+
+	halt_sem = lkl_ops->sem_alloc(0);
+	if (!halt_sem)
+		return -ENOMEM;
+
+	ret = lkl_syscall(__NR_reboot, params);
+	if (ret < 0) {
+		lkl_ops->sem_free(halt_sem);
+		return ret;
+	}
+
+	/* The idle task posts this once every kernel thread has stopped. */
+	lkl_ops->sem_down(halt_sem);
+	lkl_ops->thread_join(boot_tid);
+	lkl_ops->sem_free(halt_sem);
+	lkl_syscalls_cleanup();
+	lkl_cpu_cleanup();
+	lkl_mem_cleanup();
+	return 0;
+}
+
+/**
+ * lkl_idle_halt() - the idle task's last act after power off
+ *
+ * Every other task is asleep: stop their host threads and the clock, tell
+ * lkl_sys_halt() and let the boot thread return to the host.
+ */
+void lkl_idle_halt(void)
+{
+	lkl_threads_stop();
+	lkl_time_cleanup();
+	lkl_ops->sem_up(halt_sem);
+	__builtin_longjmp(idle_exit_jb, 1);
+}
+
+void machine_halt(void)
+{
+	lkl_cpu_shutdown();
+}
+
+void machine_power_off(void)
+{
+	lkl_cpu_shutdown();
+}
+
+void machine_restart(char *cmd)
+{
+	lkl_cpu_shutdown();
+}
+
+static int lkl_panic(struct notifier_block *nb, unsigned long event,
+		     void *msg)
+{
+	lkl_ops->panic(lkl_ops->ctx, msg);
+	return NOTIFY_DONE;
+}
+
+static struct notifier_block lkl_panic_nb = {
+	.notifier_call = lkl_panic,
+	.priority = INT_MIN,
+};
+
+static int lkl_load_init(struct linux_binprm *bprm);
+
+static struct linux_binfmt lkl_init_binfmt = {
+	.module = THIS_MODULE,
+	.load_binary = lkl_load_init,
+};
+
+/*
+ * "Run" /init: finish the exec so pid 1 is a normal process, then return to
+ * kernel_init(), whose caller hands pid 1 to the host (copy_thread()).
+ */
+static int lkl_load_init(struct linux_binprm *bprm)
+{
+	int ret;
+
+	if (strcmp(bprm->filename, LKL_INIT_PATH))
+		return -ENOEXEC;
+
+	ret = begin_new_exec(bprm);
+	if (ret)
+		return ret;
+	set_personality(PER_LINUX);
+	setup_new_exec(bprm);
+	set_binfmt(&lkl_init_binfmt);
+	finalize_exec(bprm);
+	return 0;
+}
+
+static int __init lkl_init_setup(void)
+{
+	struct file *file;
+
+	atomic_notifier_chain_register(&panic_notifier_list, &lkl_panic_nb);
+
+	file = filp_open(LKL_INIT_PATH, O_CREAT | O_WRONLY, 0700);
+	if (IS_ERR(file)) {
+		pr_err("cannot create %s: %ld\n", LKL_INIT_PATH,
+		       PTR_ERR(file));
+		return PTR_ERR(file);
+	}
+	__fput_sync(file);
+	register_binfmt(&lkl_init_binfmt);
+	return 0;
+}
+late_initcall(lkl_init_setup);
