@@ -32,7 +32,7 @@ static struct {
 	struct lkl_sem *sem;
 	/* The idle task's host thread waits here while the CPU is free. */
 	struct lkl_sem *idle_sem;
-	lkl_thread_t owner;
+	unsigned long owner;
 	unsigned int count;
 	unsigned int sleepers;
 	bool irqs_pending;
@@ -63,7 +63,7 @@ int lkl_cpu_init(void)
  */
 int lkl_cpu_get(void)
 {
-	lkl_thread_t self = lkl_ops->thread_self();
+	unsigned long self = lkl_ops->thread_self();
 
 	lkl_ops->mutex_lock(cpu.lock);
 	while (cpu.owner && cpu.owner != self && !cpu.shutdown) {
@@ -86,7 +86,7 @@ int lkl_cpu_get(void)
  * lkl_cpu_change_owner() - record that another host thread now runs
  * @owner: the host thread of the task being switched to
  */
-void lkl_cpu_change_owner(lkl_thread_t owner)
+void lkl_cpu_change_owner(unsigned long owner)
 {
 	lkl_ops->mutex_lock(cpu.lock);
 	cpu.owner = owner;
@@ -149,7 +149,7 @@ void lkl_cpu_put(void)
  */
 int lkl_cpu_try_run_irq(int irq)
 {
-	lkl_thread_t self = lkl_ops->thread_self();
+	unsigned long self = lkl_ops->thread_self();
 	int ret = 0;
 
 	lkl_ops->mutex_lock(cpu.lock);

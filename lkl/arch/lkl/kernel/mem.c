@@ -59,7 +59,7 @@ void __init lkl_mem_init(void)
 
 	max_zone_pfn[ZONE_NORMAL] = max_low_pfn;
 	free_area_init(max_zone_pfn);
-	pr_info("memory: %lu KiB at %px\n", mem_size >> 10, arena);
+	pr_info("memory: %lu KiB at 0x%lx\n", mem_size >> 10, memory_start);
 }
 
 /**
@@ -85,7 +85,7 @@ void free_initmem(void)
  * @size: length of the range in bytes
  *
  * Return: true if [@addr, @addr + @size) touches the arena or the
- * kernel's data and bss in the host image.
+ * kernel's own image (text, data, bss) in the host program.
  */
 bool lkl_addr_in_kernel(unsigned long addr, unsigned long size)
 {
@@ -95,7 +95,7 @@ bool lkl_addr_in_kernel(unsigned long addr, unsigned long size)
 		return true;
 	if (addr < memory_end && end > memory_start)
 		return true;
-	return addr < (unsigned long)_end && end > (unsigned long)_sdata;
+	return addr < (unsigned long)_end && end > (unsigned long)_text;
 }
 
 /**

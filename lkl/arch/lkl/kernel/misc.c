@@ -18,8 +18,8 @@ void show_regs(struct pt_regs *regs)
 void show_stack(struct task_struct *task, unsigned long *sp,
 		const char *loglvl)
 {
-	printk("%sCall trace unavailable: kernel code runs on host stacks\n",
-	       loglvl);
+	/* Kernel code runs on host stacks: there is no trace to walk. */
+	dump_stack_print_info(loglvl);
 }
 
 void flush_thread(void)

@@ -28,14 +28,21 @@
 #define LKL_INIT_PATH	"/init"
 
 const struct lkl_host_ops *lkl_ops;
+bool lkl_panicked;
 static struct lkl_sem *halt_sem;
-static lkl_thread_t boot_tid;
+static unsigned long boot_tid;
 static void **idle_exit_jb;
 
 void (*pm_power_off)(void);
 
+/* Powering off is what lkl_sys_halt() asks for; machine_power_off() does it. */
+static void lkl_power_off(void)
+{
+}
+
 void __init setup_arch(char **cmdline_p)
 {
+	pm_power_off = lkl_power_off;
 	*cmdline_p = boot_command_line;
 	parse_early_param();
 	lkl_mem_init();
@@ -43,7 +50,7 @@ void __init setup_arch(char **cmdline_p)
 
 static void __ref lkl_boot_thread(void *arg)
 {
-	void *jb[5];
+	void *jb[LKL_JMP_BUF_WORDS];
 
 	if (__builtin_setjmp(jb))
 		return;
@@ -165,10 +172,28 @@ void machine_restart(char *cmd)
 	lkl_cpu_shutdown();
 }
 
+/*
+ * A panicked kernel is never entered again: the CPU is shut so that every
+ * system call fails, the host records the panic, and the panicking thread
+ * leaves kernel code for good.  A host program thread goes back to its
+ * lkl_syscall(), which returns -ESHUTDOWN; any other thread stops here.
+ */
 static int lkl_panic(struct notifier_block *nb, unsigned long event,
 		     void *msg)
 {
+	struct lkl_sem *never;
+
+	WRITE_ONCE(lkl_panicked, true);
+	lkl_cpu_shutdown();
 	lkl_ops->panic(lkl_ops->ctx, msg);
+
+	if (test_thread_flag(TIF_HOST_THREAD) && current->thread.exit_jb &&
+	    current->thread.tid == lkl_ops->thread_self())
+		__builtin_longjmp(current->thread.exit_jb, 1);
+
+	never = lkl_ops->sem_alloc(0);
+	for (;;)
+		lkl_ops->sem_down(never);
 	return NOTIFY_DONE;
 }
 

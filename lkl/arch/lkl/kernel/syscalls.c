@@ -17,10 +17,6 @@
 
 typedef long (*lkl_syscall_fn)(long, long, long, long, long, long);
 
-#undef __SYSCALL
-#define __SYSCALL(nr, call)	[nr] = (call),
-#define __SYSCALL_WITH_COMPAT(nr, native, compat)	__SYSCALL(nr, native)
-
 /* Without an MMU there is nothing to map that mmap_pgoff cannot. */
 SYSCALL_DEFINE6(mmap, unsigned long, addr, unsigned long, len,
 		unsigned long, prot, unsigned long, flags,
@@ -33,7 +29,15 @@ SYSCALL_DEFINE6(mmap, unsigned long, addr, unsigned long, len,
 
 #define sys_rt_sigreturn	sys_ni_syscall
 
-void *sys_call_table[__NR_syscalls] = {
+/*
+ * Filled from the generic scripts/syscall.tbl, so a system call that a patch
+ * adds there is callable with no change here.
+ */
+#undef __SYSCALL
+#define __SYSCALL(nr, call)	[nr] = (call),
+#define __SYSCALL_WITH_COMPAT(nr, native, compat)	__SYSCALL(nr, native)
+
+static void *sys_call_table[__NR_syscalls] = {
 	[0 ... __NR_syscalls - 1] = sys_ni_syscall,
 #include <asm/syscall_table_64.h>
 };
@@ -106,7 +110,7 @@ static long lkl_run_syscall(long nr, long *params)
 	lkl_syscall_fn fn;
 
 	if (nr < 0 || nr >= __NR_syscalls)
-		return -ENOSYS;
+		return sys_ni_syscall();
 	fn = (lkl_syscall_fn)sys_call_table[nr];
 	return fn(params[0], params[1], params[2], params[3], params[4],
 		  params[5]);
@@ -122,7 +126,7 @@ static long lkl_run_syscall(long nr, long *params)
 long lkl_syscall(long nr, long *params)
 {
 	struct task_struct *task;
-	void *jb[5];
+	void *jb[LKL_JMP_BUF_WORDS];
 	long ret;
 
 	task = lkl_ops->tls_get(task_key);
@@ -148,9 +152,14 @@ long lkl_syscall(long nr, long *params)
 		lkl_ops->mutex_unlock(host0_lock);
 	}
 
-	/* A call that ends the task (exit, reboot) comes back here. */
+	/*
+	 * A call that ends the task (exit, reboot) comes back here, and so
+	 * does one that panicked the kernel.  Either way the CPU is no longer
+	 * ours: touch no kernel state.
+	 */
 	if (__builtin_setjmp(jb)) {
-		/* The CPU has passed on with the dead task: no kernel state. */
+		if (READ_ONCE(lkl_panicked))
+			return -ESHUTDOWN;
 		lkl_ops->tls_set(task_key, NULL);
 		return 0;
 	}
@@ -171,7 +180,7 @@ long lkl_syscall(long nr, long *params)
 static void lkl_put_host_task(void *data)
 {
 	struct task_struct *task = data;
-	void *jb[5];
+	void *jb[LKL_JMP_BUF_WORDS];
 
 	if (lkl_cpu_get() < 0)
 		return;

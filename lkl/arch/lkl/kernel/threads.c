@@ -20,9 +20,6 @@
 #include <asm/switch_to.h>
 #include <asm/cpu.h>
 
-/* A __builtin_setjmp() buffer: five words. */
-typedef void *lkl_jmp_buf[5];
-
 struct thread_info *lkl_current_ti = &init_thread_info;
 
 /* Set when pid 1 has "exec'd" /init and the kernel is ready for syscalls. */
@@ -148,7 +145,7 @@ void lkl_switch_to_host_task(struct task_struct *task)
  */
 void lkl_deschedule_host_task(void)
 {
-	lkl_jmp_buf jb;
+	void *jb[LKL_JMP_BUF_WORDS];
 
 	current->thread.sched_jb = jb;
 	set_current_state(TASK_IDLE);
@@ -167,7 +164,7 @@ static void lkl_init_ready(void)
 static void lkl_thread_bootstrap(void *arg)
 {
 	struct task_struct *p = arg;
-	lkl_jmp_buf jb;
+	void *jb[LKL_JMP_BUF_WORDS];
 	int ret;
 
 	if (__builtin_setjmp(jb))

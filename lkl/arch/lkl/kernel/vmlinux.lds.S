@@ -15,18 +15,12 @@ jiffies = jiffies_64;
 
 SECTIONS
 {
-	__init_begin = .;
-	HEAD_TEXT_SECTION
-	INIT_TEXT_SECTION(PAGE_SIZE)
-	INIT_DATA_SECTION(16)
-	PERCPU_SECTION(L1_CACHE_BYTES)
-	__init_end = .;
-
-	_stext = .;
 	_text = .;
+	_stext = .;
 	text = .;
 	.text :
 	{
+		HEAD_TEXT
 		TEXT_TEXT
 		SCHED_TEXT
 		LOCK_TEXT
@@ -36,8 +30,9 @@ SECTIONS
 	}
 	_etext = .;
 
-	_sdata = .;
 	RO_DATA(PAGE_SIZE)
+
+	_sdata = .;
 	RW_DATA(L1_CACHE_BYTES, PAGE_SIZE, THREAD_SIZE)
 	.data.rel : {
 		*(.data.rel .data.rel.*)
@@ -48,6 +43,13 @@ SECTIONS
 	_edata = .;
 
 	EXCEPTION_TABLE(16)
+
+	__init_begin = .;
+	INIT_TEXT_SECTION(PAGE_SIZE)
+	INIT_DATA_SECTION(16)
+	PERCPU_SECTION(L1_CACHE_BYTES)
+	__init_end = .;
+
 	BSS_SECTION(0, 0, 0)
 	_end = .;
 

@@ -4,11 +4,17 @@
 
 #include <asm/host.h>
 
+/* A __builtin_setjmp() buffer is five words. */
+#define LKL_JMP_BUF_WORDS	5
+
+/* Set once the kernel has panicked: it is never entered again. */
+extern bool lkl_panicked;
+
 int lkl_cpu_init(void);
 int lkl_cpu_get(void);
 void lkl_cpu_put(void);
 int lkl_cpu_try_run_irq(int irq);
-void lkl_cpu_change_owner(lkl_thread_t owner);
+void lkl_cpu_change_owner(unsigned long owner);
 void lkl_cpu_shutdown(void);
 bool lkl_cpu_shutting_down(void);
 

@@ -7,7 +7,7 @@
 #define ELF_CLASS		ELFCLASS64
 #define ELF_DATA		ELFDATA2LSB
 #define ELF_ARCH		EM_NONE
-#define elf_check_arch(x)	(0)
+#define elf_check_arch(x)	((void)(x), 0)
 #define ELF_EXEC_PAGESIZE	4096
 #define ELF_NGREG		1
 #define ELF_PLATFORM		"lkl"

@@ -46,8 +46,10 @@ typedef struct page *pgtable_t;
 
 #define clear_page(page)	memset((page), 0, PAGE_SIZE)
 #define copy_page(to, from)	memcpy((to), (from), PAGE_SIZE)
-#define clear_user_page(page, vaddr, pg)	clear_page(page)
-#define copy_user_page(to, from, vaddr, pg)	copy_page(to, from)
+#define clear_user_page(page, vaddr, pg)	\
+	((void)(vaddr), (void)(pg), clear_page(page))
+#define copy_user_page(to, from, vaddr, pg)	\
+	((void)(vaddr), (void)(pg), copy_page(to, from))
 
 #include <asm-generic/memory_model.h>
 #include <asm-generic/getorder.h>

@@ -5,13 +5,7 @@
 #include <asm-generic/pgtable-nopud.h>
 #include <asm/page.h>
 
-/* No MMU: page tables exist only as far as generic code names them. */
-#define pgd_present(pgd)	(1)
-#define pgd_none(pgd)		(0)
-#define pgd_bad(pgd)		(0)
-#define pgd_clear(pgdp)
-#define pmd_offset(a, b)	((void *)0)
-
+/* No MMU: the generic folded page tables are all there is. */
 #define PAGE_NONE		__pgprot(0)
 #define PAGE_SHARED		__pgprot(0)
 #define PAGE_COPY		__pgprot(0)
@@ -21,7 +15,7 @@
 #define swapper_pg_dir		((pgd_t *)0)
 
 extern void *empty_zero_page;
-#define ZERO_PAGE(vaddr)	(virt_to_page(empty_zero_page))
+#define ZERO_PAGE(vaddr)	((void)(vaddr), virt_to_page(empty_zero_page))
 
 #define VMALLOC_START		0
 #define VMALLOC_END		(~0UL)

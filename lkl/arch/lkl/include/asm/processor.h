@@ -27,7 +27,7 @@ struct lkl_sem;
 struct thread_struct {
 	struct pt_regs regs;
 	struct lkl_sem *sched_sem;
-	lkl_thread_t tid;
+	unsigned long tid;
 	struct task_struct *prev_sched;
 	void **sched_jb;
 	void **exit_jb;
@@ -39,8 +39,8 @@ struct thread_struct {
 #define INIT_THREAD { }
 
 #define task_pt_regs(tsk)	(&(tsk)->thread.regs)
-#define KSTK_EIP(tsk)		(0)
-#define KSTK_ESP(tsk)		(0)
+#define KSTK_EIP(tsk)		((void)(tsk), 0UL)
+#define KSTK_ESP(tsk)		((void)(tsk), 0UL)
 
 /* Every host address may be a user address; see asm/uaccess.h. */
 #define TASK_SIZE		(~0UL)

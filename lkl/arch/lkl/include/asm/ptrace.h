@@ -9,9 +9,9 @@ struct pt_regs {
 	unsigned long unused;
 };
 
-#define user_mode(regs)			(0)
-#define instruction_pointer(regs)	(0)
-#define user_stack_pointer(regs)	(0)
+#define user_mode(regs)			((void)(regs), 0)
+#define instruction_pointer(regs)	((void)(regs), 0UL)
+#define user_stack_pointer(regs)	((void)(regs), 0UL)
 #define profile_pc(regs)		instruction_pointer(regs)
 #define current_pt_regs()		task_pt_regs(current)
 

@@ -2,6 +2,7 @@
 #ifndef _ASM_LKL_THREAD_INFO_H
 #define _ASM_LKL_THREAD_INFO_H
 
+#include <linux/bits.h>
 #include <asm/page.h>
 
 /*
@@ -50,13 +51,13 @@ static inline struct thread_info *current_thread_info(void)
 /* The task's host thread belongs to the host program (a syscall caller). */
 #define TIF_HOST_THREAD		8
 
-#define _TIF_SYSCALL_TRACE	(1 << TIF_SYSCALL_TRACE)
-#define _TIF_NOTIFY_RESUME	(1 << TIF_NOTIFY_RESUME)
-#define _TIF_SIGPENDING		(1 << TIF_SIGPENDING)
-#define _TIF_NEED_RESCHED	(1 << TIF_NEED_RESCHED)
-#define _TIF_MEMDIE		(1 << TIF_MEMDIE)
-#define _TIF_NOTIFY_SIGNAL	(1 << TIF_NOTIFY_SIGNAL)
-#define _TIF_POLLING_NRFLAG	(1 << TIF_POLLING_NRFLAG)
-#define _TIF_HOST_THREAD	(1 << TIF_HOST_THREAD)
+#define _TIF_SYSCALL_TRACE	BIT(TIF_SYSCALL_TRACE)
+#define _TIF_NOTIFY_RESUME	BIT(TIF_NOTIFY_RESUME)
+#define _TIF_SIGPENDING		BIT(TIF_SIGPENDING)
+#define _TIF_NEED_RESCHED	BIT(TIF_NEED_RESCHED)
+#define _TIF_MEMDIE		BIT(TIF_MEMDIE)
+#define _TIF_NOTIFY_SIGNAL	BIT(TIF_NOTIFY_SIGNAL)
+#define _TIF_POLLING_NRFLAG	BIT(TIF_POLLING_NRFLAG)
+#define _TIF_HOST_THREAD	BIT(TIF_HOST_THREAD)
 
 #endif /* _ASM_LKL_THREAD_INFO_H */

@@ -16,15 +16,13 @@ struct lkl_mutex;
 struct lkl_tls_key;
 struct lkl_timer;
 
-/* A host thread id; 0 is never a valid thread. */
-typedef unsigned long lkl_thread_t;
-
 /**
  * struct lkl_host_ops - services the host provides to the library kernel
  * @ctx: opaque pointer to the host instance, passed back to the calls that
  *	belong to one kernel instance (console, panic)
  * @console_write: append @len bytes of console output
- * @panic: the kernel panicked; @msg is the panic message. Never returns.
+ * @panic: the kernel panicked with @msg: record it and return; the kernel
+ *	then never runs on the calling thread again
  * @sem_alloc: allocate a counting semaphore with @count initial tokens
  * @sem_free: free a semaphore
  * @sem_up: release one token
@@ -33,8 +31,9 @@ typedef unsigned long lkl_thread_t;
  * @mutex_free: free a mutex
  * @mutex_lock: lock a mutex
  * @mutex_unlock: unlock a mutex
- * @thread_create: start a host thread running @fn(@arg); returns 0 on error
- * @thread_self: the calling host thread's id
+ * @thread_create: start a host thread running @fn(@arg); returns its id, a
+ *	non-zero number, or 0 on error
+ * @thread_self: the calling host thread's id (never 0, for any thread)
  * @thread_join: wait for a thread created by @thread_create to finish
  * @tls_alloc: allocate a thread-local slot; @destructor runs with the
  *	slot's value when a host thread that set it exits
@@ -72,9 +71,9 @@ struct lkl_host_ops {
 	void (*mutex_lock)(struct lkl_mutex *mutex);
 	void (*mutex_unlock)(struct lkl_mutex *mutex);
 
-	lkl_thread_t (*thread_create)(void (*fn)(void *), void *arg);
-	lkl_thread_t (*thread_self)(void);
-	int (*thread_join)(lkl_thread_t tid);
+	unsigned long (*thread_create)(void (*fn)(void *), void *arg);
+	unsigned long (*thread_self)(void);
+	int (*thread_join)(unsigned long tid);
 
 	struct lkl_tls_key *(*tls_alloc)(void (*destructor)(void *));
 	void (*tls_free)(struct lkl_tls_key *key);

@@ -4,7 +4,7 @@
 
 /* A library kernel has no user-mode register frame to describe. */
 struct user_pt_regs {
-	unsigned long regs[1];
+	unsigned long unused;
 };
 
 #endif /* _UAPI_ASM_LKL_PTRACE_H */

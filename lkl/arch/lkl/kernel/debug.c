@@ -1,0 +1,32 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * Failure injection for testing the harness itself: kernel command line
+ * options that make the kernel WARN, panic or hang while booting, so the
+ * harness can show that it turns each into a failed test with the log.
+ */
+#define pr_fmt(fmt) "lkl: " fmt
+
+#include <linux/bug.h>
+#include <linux/init.h>
+#include <linux/kernel.h>
+#include <linux/moduleparam.h>
+#include <linux/delay.h>
+#include <linux/panic.h>
+
+static bool test_warn;
+static bool test_panic;
+static bool test_hang;
+core_param(lkl_test_warn, test_warn, bool, 0444);
+core_param(lkl_test_panic, test_panic, bool, 0444);
+core_param(lkl_test_hang, test_hang, bool, 0444);
+
+static int __init lkl_failure_injection(void)
+{
+	WARN(test_warn, "lkl_test_warn was given on the command line\n");
+	if (test_panic)
+		panic("lkl_test_panic was given on the command line");
+	while (test_hang)
+		msleep(1000);
+	return 0;
+}
+late_initcall_sync(lkl_failure_injection);

@@ -1,0 +1,45 @@
+#!/usr/bin/env bash
+# Runs the kernel's checkpatch.pl --strict over the patches in lkl/patches
+# and over every file of the arch port; fails on any error, warning or
+# check.  The few exceptions below are shapes the generic kernel imposes
+# on every architecture, which checkpatch's heuristics cannot know:
+#   NEW_TYPEDEFS         pte_t, pgd_t, elf_gregset_t ... are required types
+#   MACRO_WITH_FLOW_CONTROL  __get_kernel_nofault() takes a goto label
+#   BRACKET_SPACE, MACRO_ARG_UNUSED  the designated-initializer X-macros
+#                        __SYSCALL()/__SYSCALL_WITH_COMPAT() that every 6.12
+#                        arch's table uses with asm/syscall_table_64.h
+set -euo pipefail
+cd "$(dirname "$0")/.."
+top=$PWD
+tree=$(realpath "${LINUX_SRC:-target/lkl/tree}")
+checkpatch="$tree/scripts/checkpatch.pl"
+[ -f "$checkpatch" ] || { echo "no $checkpatch: run cargo build first (it prepares the kernel tree)"; exit 1; }
+
+declare -A ignore=(
+	[lkl/arch/lkl/include/asm/elf.h]=NEW_TYPEDEFS
+	[lkl/arch/lkl/include/asm/page.h]=NEW_TYPEDEFS
+	[lkl/arch/lkl/include/asm/uaccess.h]=MACRO_WITH_FLOW_CONTROL
+	[lkl/arch/lkl/kernel/syscalls.c]=BRACKET_SPACE,MACRO_ARG_UNUSED
+)
+
+status=0
+check() {
+	local out
+	# From inside the kernel tree, as checkpatch expects.
+	out=$(cd "$tree" && perl "$checkpatch" --strict "$@" 2>/dev/null) || true
+	if grep -q "total: 0 errors, 0 warnings, 0 checks" <<<"$out"; then
+		echo "clean: ${*: -1}" | sed "s|$top/||"
+	else
+		echo "$out"
+		status=1
+	fi
+}
+
+for patch in lkl/patches/*.patch; do
+	check "$top/$patch"
+done
+while IFS= read -r file; do
+	types=${ignore[$file]:-}
+	check --no-tree ${types:+--ignore "$types"} -f "$top/$file"
+done < <(find lkl/arch/lkl -type f \( -name '*.[chS]' -o -name Makefile -o -name 'Kconfig*' \) | sort)
+exit $status
