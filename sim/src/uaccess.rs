@@ -140,6 +140,7 @@ fn warn_unavailable(err: &io::Error) {
 /// the copied prefix is left unchanged).
 ///
 /// Safe: `src` is never dereferenced by Rust; the host kernel reads it.
+#[allow(clippy::not_unsafe_ptr_arg_deref)] // any address is fine: faults are caught
 pub fn copy_from_user_slice(dst: &mut [u8], src: *const u8) -> usize {
     // SAFETY: `dst` is a valid, exclusively borrowed buffer of `dst.len()`
     // bytes; `src` is only read, and a fault reading it is caught.
