@@ -46,6 +46,7 @@ fn a_fault_outside_a_copy_still_kills_with_sigsegv() {
 fn rust_stack_overflow_detection_still_works() {
     if std::env::var(ROLE).as_deref() == Ok("overflow") {
         arm_handler();
+        #[allow(unconditional_recursion)] // the point: overflow the stack
         fn recurse(n: u64) -> u64 {
             let pad = std::hint::black_box([n; 64]);
             recurse(n + 1) + pad[3]
