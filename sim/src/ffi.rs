@@ -71,6 +71,11 @@ pub struct HostOps {
     /// Opaque pointer to the host instance, passed back to `console_write`
     /// and `panic`.
     pub ctx: *mut c_void,
+    /// Start of the host mapping the kernel was loaded from (a shared
+    /// object), or 0: user copies refuse it like the kernel's own memory.
+    pub image_start: c_ulong,
+    /// End of that mapping, or 0.
+    pub image_end: c_ulong,
 
     /// Append `len` bytes of console output.
     pub console_write: Option<ConsoleWriteFn>,
@@ -190,6 +195,8 @@ impl HostOps {
         use crate::{clock, mem, mutex, sem, thread, timer, tls, uaccess};
         HostOps {
             ctx,
+            image_start: 0,
+            image_end: 0,
             console_write: Some(console_write),
             panic: Some(panic),
             sem_alloc: Some(sem::sem_alloc),

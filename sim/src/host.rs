@@ -37,16 +37,25 @@ pub struct Host {
     panic: Mutex<Option<String>>,
     panic_cond: Condvar,
     ops: OnceLock<HostOps>,
+    image: (usize, usize),
 }
 
 impl Host {
     /// A new host instance with an empty console and no panic.
     pub fn new() -> Arc<Host> {
+        Self::with_image(0, 0)
+    }
+
+    /// A host for a kernel loaded from a shared object mapped at
+    /// `start..end`: the kernel refuses user copies from or to that range
+    /// like its own memory.
+    pub fn with_image(start: usize, end: usize) -> Arc<Host> {
         Arc::new(Host {
             console: Console::new(),
             panic: Mutex::new(None),
             panic_cond: Condvar::new(),
             ops: OnceLock::new(),
+            image: (start, end),
         })
     }
 
@@ -60,11 +69,14 @@ impl Host {
     /// and `panic` records into this `Host`. See the lifetime note on
     /// [`Host`].
     pub fn ops(self: &Arc<Self>) -> HostOps {
-        HostOps::new(
+        let mut ops = HostOps::new(
             Arc::as_ptr(self).cast_mut().cast(),
             host_console_write,
             host_panic,
-        )
+        );
+        ops.image_start = self.image.0 as _;
+        ops.image_end = self.image.1 as _;
+        ops
     }
 
     /// A pointer to a table like [`ops`](Self::ops) stored inside this

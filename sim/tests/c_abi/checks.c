@@ -17,6 +17,8 @@ size_t lkl_test_layout(size_t *offsets)
 	size_t i = 0;
 #define F(x) offsets[i++] = offsetof(struct lkl_host_ops, x)
 	F(ctx);
+	F(image_start);
+	F(image_end);
 	F(console_write);
 	F(panic);
 	F(sem_alloc);

@@ -84,8 +84,9 @@ void free_initmem(void)
  * @addr: start of the range
  * @size: length of the range in bytes
  *
- * Return: true if [@addr, @addr + @size) touches the arena or the
- * kernel's own image (text, data, bss) in the host program.
+ * Return: true if [@addr, @addr + @size) touches the arena, the kernel's
+ * own image (text, data, bss) or the whole shared object the host loaded
+ * it from.
  */
 bool lkl_addr_in_kernel(unsigned long addr, unsigned long size)
 {
@@ -94,6 +95,8 @@ bool lkl_addr_in_kernel(unsigned long addr, unsigned long size)
 	if (end < addr)
 		return true;
 	if (addr < memory_end && end > memory_start)
+		return true;
+	if (addr < lkl_ops->image_end && end > lkl_ops->image_start)
 		return true;
 	return addr < (unsigned long)_end && end > (unsigned long)_text;
 }

@@ -20,6 +20,10 @@ struct lkl_timer;
  * struct lkl_host_ops - services the host provides to the library kernel
  * @ctx: opaque pointer to the host instance, passed back to the calls that
  *	belong to one kernel instance (console, panic)
+ * @image_start: start of the host mapping the kernel was loaded from (a
+ *	shared object), or 0; user copies refuse it like the kernel's own
+ *	sections
+ * @image_end: end of that mapping, or 0
  * @console_write: append @len bytes of console output
  * @panic: the kernel panicked with @msg: record it and return; the kernel
  *	then never runs on the calling thread again
@@ -57,6 +61,8 @@ struct lkl_timer;
  */
 struct lkl_host_ops {
 	void *ctx;
+	unsigned long image_start;
+	unsigned long image_end;
 
 	void (*console_write)(void *ctx, const char *str, unsigned int len);
 	void (*panic)(void *ctx, const char *msg);
