@@ -18,8 +18,10 @@ void show_regs(struct pt_regs *regs)
 void show_stack(struct task_struct *task, unsigned long *sp,
 		const char *loglvl)
 {
-	/* Kernel code runs on host stacks: there is no trace to walk. */
-	dump_stack_print_info(loglvl);
+	/*
+	 * Kernel code runs on host stacks, which the kernel cannot walk; the
+	 * WARN/BUG line already names the function, file and line.
+	 */
 }
 
 void flush_thread(void)

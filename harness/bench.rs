@@ -1,0 +1,434 @@
+//! `bench`: the figures of README.md. It measures and prints; it checks
+//! nothing (tests never assert on timings).
+
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant, SystemTime};
+
+use anyhow::{bail, Context, Result};
+use clap::Args;
+use lkl_harness::stress::{self, fmt_ns, Loudness};
+use lkl_harness::{sys, Kernel, StressOptions};
+use serde::Serialize;
+
+use crate::cli::KernelArgs;
+
+/// Options of `bench`.
+#[derive(Debug, Args)]
+pub struct BenchArgs {
+    /// Boots to time, each in a fresh process, and private boots to time.
+    #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u32).range(1..))]
+    boots: u32,
+    /// Extra private kernels to boot for the memory-per-instance figure.
+    #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u32).range(1..))]
+    instances: u32,
+    /// getpid() calls per round-trip measurement.
+    #[arg(long, default_value_t = 1_000_000)]
+    getpid_calls: u64,
+    /// hello() calls per throughput measurement (split across the threads).
+    #[arg(long, default_value_t = 200_000)]
+    hello_calls: usize,
+    /// Also time kernel builds (cold, one-file change, no change) in a
+    /// fresh build directory. Takes minutes.
+    #[arg(long)]
+    build: bool,
+}
+
+/// One measured figure.
+#[derive(Debug, Serialize)]
+struct Figure {
+    /// What was measured.
+    what: String,
+    /// The number, formatted.
+    value: String,
+    /// Its unit.
+    unit: &'static str,
+    /// How it was measured.
+    command: String,
+}
+
+/// Collects figures and prints each as soon as it is measured.
+struct Report {
+    json: bool,
+    figures: Vec<Figure>,
+}
+
+impl Report {
+    fn add(&mut self, what: impl Into<String>, value: String, unit: &'static str, command: String) {
+        let figure = Figure {
+            what: what.into(),
+            value,
+            unit,
+            command,
+        };
+        if !self.json {
+            println!(
+                "{:<50} {:>16} {:<8} {}",
+                figure.what, figure.value, figure.unit, figure.command
+            );
+            let _ = std::io::stdout().flush();
+        }
+        self.figures.push(figure);
+    }
+}
+
+/// Runs the benchmarks.
+pub fn run(args: &BenchArgs, kernel: &KernelArgs, json: bool) -> Result<()> {
+    let mut report = Report {
+        json,
+        figures: Vec::new(),
+    };
+    if !json {
+        println!("{:<50} {:>16} {:<8} command", "figure", "value", "unit");
+    }
+    fresh_process_boots(args, kernel, &mut report)?;
+    private_boots(args, kernel, &mut report)?;
+    memory_per_instance(args, kernel, &mut report)?;
+
+    let linked = Kernel::boot_linked(kernel.boot_options()).context("booting the linked kernel")?;
+    getpid_round_trip(args, &linked, &mut report);
+    hello_cost(args, &linked, &mut report);
+    hello_throughput(args, &linked, &mut report);
+    linked.halt()?;
+
+    if args.build {
+        build_times(&mut report)?;
+    }
+    if json {
+        let mut out = std::io::stdout().lock();
+        serde_json::to_writer_pretty(&mut out, &report.figures)?;
+        writeln!(out)?;
+    }
+    Ok(())
+}
+
+/// The `q`-quantile (0..=1) of `values`, by nearest rank.
+fn quantile(values: &[f64], q: f64) -> f64 {
+    let mut sorted = values.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    let rank = ((q * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len());
+    sorted[rank - 1]
+}
+
+fn ms(ns: f64) -> String {
+    format!("{:.2}", ns / 1e6)
+}
+
+fn fresh_process_boots(args: &BenchArgs, kernel: &KernelArgs, report: &mut Report) -> Result<()> {
+    let exe = std::env::current_exe().context("finding this executable")?;
+    let mut in_process = Vec::new();
+    let mut whole = Vec::new();
+    for _ in 0..args.boots {
+        let started = Instant::now();
+        let out = Command::new(&exe)
+            .arg("__boot-once")
+            .args(["--mem", &kernel.mem.to_string()])
+            .args(["--cmdline", &kernel.cmdline])
+            .stderr(Stdio::inherit())
+            .output()
+            .context("running a fresh boot process")?;
+        whole.push(started.elapsed().as_nanos() as f64);
+        if !out.status.success() {
+            bail!("the fresh boot process failed: {}", out.status);
+        }
+        let text = String::from_utf8_lossy(&out.stdout);
+        let ns: f64 = text
+            .trim()
+            .parse()
+            .with_context(|| format!("the fresh boot process printed {text:?}"))?;
+        in_process.push(ns);
+    }
+    let command = format!(
+        "{} fresh processes `lkl-harness __boot-once` (main() to getpid() returning)",
+        args.boots
+    );
+    report.add(
+        "boot to first syscall, fresh process, median",
+        ms(quantile(&in_process, 0.5)),
+        "ms",
+        command.clone(),
+    );
+    report.add(
+        "boot to first syscall, fresh process, p90",
+        ms(quantile(&in_process, 0.9)),
+        "ms",
+        command,
+    );
+    report.add(
+        "process spawn to exit (boot, getpid, halt), median",
+        ms(quantile(&whole, 0.5)),
+        "ms",
+        format!(
+            "{} × fork+exec+wait of `lkl-harness __boot-once`",
+            args.boots
+        ),
+    );
+    Ok(())
+}
+
+fn private_boots(args: &BenchArgs, kernel: &KernelArgs, report: &mut Report) -> Result<()> {
+    let mut times = Vec::new();
+    for _ in 0..args.boots {
+        let started = Instant::now();
+        let k = Kernel::boot(kernel.boot_options())?;
+        times.push(started.elapsed().as_nanos() as f64);
+        k.halt()?;
+    }
+    report.add(
+        "private instance boot (Kernel::boot), median",
+        ms(quantile(&times, 0.5)),
+        "ms",
+        format!("{} × Kernel::boot() then halt(), one process", args.boots),
+    );
+    Ok(())
+}
+
+/// `VmRSS` of this process, in KiB.
+fn rss_kib() -> Result<u64> {
+    let status =
+        std::fs::read_to_string("/proc/self/status").context("reading /proc/self/status")?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .context("no VmRSS in /proc/self/status")
+}
+
+fn memory_per_instance(args: &BenchArgs, kernel: &KernelArgs, report: &mut Report) -> Result<()> {
+    let before = rss_kib()?;
+    let kernels = (0..args.instances)
+        .map(|_| Kernel::boot(kernel.boot_options()))
+        .collect::<Result<Vec<_>, _>>()?;
+    let after = rss_kib()?;
+    for k in kernels {
+        k.halt()?;
+    }
+    report.add(
+        format!("RSS per extra instance (mem={}M)", kernel.mem),
+        format!(
+            "{:.1}",
+            after.saturating_sub(before) as f64 / f64::from(args.instances) / 1024.0
+        ),
+        "MiB",
+        format!(
+            "VmRSS of /proc/self/status before and after booting {} private kernels, divided",
+            args.instances
+        ),
+    );
+    Ok(())
+}
+
+fn getpid_round_trip(args: &BenchArgs, kernel: &Kernel, report: &mut Report) {
+    let calls = args.getpid_calls.max(1);
+    // The first call gives this thread its task; warm the caches too.
+    for _ in 0..1000 {
+        kernel.syscall_raw(sys::__NR_getpid, &[]);
+    }
+    let started = Instant::now();
+    for _ in 0..calls {
+        std::hint::black_box(kernel.syscall_raw(sys::__NR_getpid, &[]));
+    }
+    let through_kernel = started.elapsed().as_nanos() as f64 / calls as f64;
+    let started = Instant::now();
+    for _ in 0..calls {
+        // SAFETY: getpid takes no arguments and cannot fail.
+        std::hint::black_box(unsafe { libc::syscall(libc::SYS_getpid) });
+    }
+    let native = started.elapsed().as_nanos() as f64 / calls as f64;
+    report.add(
+        "getpid() through the library",
+        format!("{through_kernel:.0}"),
+        "ns/call",
+        format!("{calls} × kernel.syscall_raw(__NR_getpid), one thread"),
+    );
+    report.add(
+        "getpid() native (host kernel)",
+        format!("{native:.0}"),
+        "ns/call",
+        format!("{calls} × libc::syscall(SYS_getpid), same run"),
+    );
+}
+
+fn hello_cost(args: &BenchArgs, kernel: &Kernel, report: &mut Report) {
+    let options = StressOptions {
+        threads: 1,
+        calls: args.hello_calls.max(1),
+        loud: Loudness::Never,
+        name: Some("world".into()),
+    };
+    let summary = stress::run(kernel, &options, &|_| {});
+    kernel.take_log();
+    report.add(
+        "valid hello() call, one thread",
+        format!(
+            "{:.0}",
+            summary.elapsed.as_nanos() as f64 / summary.calls as f64
+        ),
+        "ns/call",
+        format!(
+            "stress::run, 1 thread × {} quiet calls greeting \"world\"",
+            options.calls
+        ),
+    );
+}
+
+fn hello_throughput(args: &BenchArgs, kernel: &Kernel, report: &mut Report) {
+    for threads in [1, 2, 8, 64] {
+        let label = if threads == 1 {
+            "1 thread".to_string()
+        } else {
+            format!("{threads} threads")
+        };
+        let options = StressOptions {
+            threads,
+            calls: (args.hello_calls / threads).max(1),
+            ..StressOptions::default()
+        };
+        let summary = stress::run(kernel, &options, &|_| {});
+        // Keep the retained log (and the next tally) small.
+        kernel.take_log();
+        let command = format!(
+            "stress::run, {label} × {} calls, every 4th loud",
+            options.calls
+        );
+        report.add(
+            format!("hello() throughput, {label}"),
+            format!("{:.0}", summary.calls_per_sec),
+            "calls/s",
+            command.clone(),
+        );
+        report.add(
+            format!("hello() latency p50 / p99, {label}"),
+            format!(
+                "{} / {}",
+                fmt_ns(summary.latency_p50_ns),
+                fmt_ns(summary.latency_p99_ns)
+            ),
+            "",
+            command.clone(),
+        );
+        report.add(
+            format!("log lines lost, {label}"),
+            format!("{} of {}", summary.lines_lost, summary.expected_lines),
+            "lines",
+            command,
+        );
+    }
+}
+
+/// The kernel work tree and the config fragment `build.rs` uses.
+fn build_inputs() -> (PathBuf, PathBuf) {
+    let cache = Path::new(env!("LKL_SHARED_LIBRARY"))
+        .parent()
+        .expect("the library lives in the build cache")
+        .to_path_buf();
+    let tree = std::env::var_os("LINUX_SRC")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| cache.join("tree"));
+    let fragment = Path::new(env!("CARGO_MANIFEST_DIR")).join("lkl/config/lkl.config");
+    (tree, fragment)
+}
+
+/// Runs `make` in the kernel tree with output to `log`; returns how long
+/// it took.
+fn kmake(tree: &Path, out: &Path, log: &Path, args: &[String]) -> Result<Duration> {
+    let log_file = std::fs::File::options()
+        .create(true)
+        .append(true)
+        .open(log)
+        .with_context(|| format!("opening {}", log.display()))?;
+    let mut cmd = Command::new("make");
+    cmd.arg("-C")
+        .arg(tree)
+        .arg(format!("O={}", out.display()))
+        .arg("ARCH=lkl")
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(log_file.try_clone()?)
+        .stderr(log_file);
+    // Cargo's jobserver is not the kernel's business.
+    for var in ["MAKEFLAGS", "MFLAGS", "MAKELEVEL", "CARGO_MAKEFLAGS"] {
+        cmd.env_remove(var);
+    }
+    let started = Instant::now();
+    let status = cmd.status().context("running make")?;
+    if !status.success() {
+        bail!(
+            "make {} failed ({status}); see {}",
+            args.join(" "),
+            log.display()
+        );
+    }
+    Ok(started.elapsed())
+}
+
+fn build_times(report: &mut Report) -> Result<()> {
+    let (tree, fragment) = build_inputs();
+    let jobs = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let out = std::env::temp_dir().join(format!("lkl-bench-build-{}", std::process::id()));
+    let log = std::env::temp_dir().join(format!("lkl-bench-build-{}.log", std::process::id()));
+    let _ = std::fs::remove_dir_all(&out);
+    std::fs::create_dir_all(&out)?;
+    let make = format!("make -C {} O=<fresh dir> ARCH=lkl", tree.display());
+    eprintln!(
+        "bench: building the kernel in {} (log: {})",
+        out.display(),
+        log.display()
+    );
+
+    let config = kmake(
+        &tree,
+        &out,
+        &log,
+        &[
+            format!("KCONFIG_ALLCONFIG={}", fragment.display()),
+            "allnoconfig".into(),
+        ],
+    )?;
+    report.add(
+        "kernel config (allnoconfig + lkl.config)",
+        format!("{:.1}", config.as_secs_f64()),
+        "s",
+        format!("{make} KCONFIG_ALLCONFIG=lkl/config/lkl.config allnoconfig"),
+    );
+    let vmlinux = [format!("-j{jobs}"), "vmlinux".to_string()];
+    let cold = kmake(&tree, &out, &log, &vmlinux)?;
+    report.add(
+        "kernel build, cold",
+        format!("{:.1}", cold.as_secs_f64()),
+        "s",
+        format!("{make} -j{jobs} vmlinux"),
+    );
+
+    // A one-file change: a newer mtime on kernel/hello.c. The file in the
+    // work tree is build.rs's patched copy, not a hard link to the
+    // pristine source; its old mtime is put back afterwards so the
+    // harness's own build does not rebuild it.
+    let hello = tree.join("kernel/hello.c");
+    let file = std::fs::File::options()
+        .append(true)
+        .open(&hello)
+        .with_context(|| format!("opening {}", hello.display()))?;
+    let old_mtime = file.metadata()?.modified()?;
+    file.set_modified(SystemTime::now())?;
+    let warm = kmake(&tree, &out, &log, &vmlinux);
+    file.set_modified(old_mtime)?;
+    let warm = warm?;
+    report.add(
+        "kernel build, one file changed",
+        format!("{:.1}", warm.as_secs_f64()),
+        "s",
+        format!("touch -m kernel/hello.c; {make} -j{jobs} vmlinux"),
+    );
+    let nothing = kmake(&tree, &out, &log, &vmlinux)?;
+    report.add(
+        "kernel build, nothing changed",
+        format!("{:.1}", nothing.as_secs_f64()),
+        "s",
+        format!("{make} -j{jobs} vmlinux (again)"),
+    );
+    let _ = std::fs::remove_dir_all(&out);
+    let _ = std::fs::remove_file(&log);
+    Ok(())
+}

@@ -1,0 +1,247 @@
+//! Failure detection: a kernel that complains, and a kernel that stops
+//! answering.
+//!
+//! A kernel bug rarely makes a system call fail: the kernel logs a
+//! `WARNING:`, a `BUG:`, a lockdep report or a hung-task notice and
+//! carries on. [`Kernel::check_log`] turns any of those into an
+//! [`Error::Splat`] naming the offending lines, so a test that ends with
+//! it fails on them:
+//!
+//! ```
+//! use lkl_harness::{BootOptions, Kernel};
+//!
+//! let kernel = Kernel::boot(BootOptions::default()).unwrap();
+//! kernel.check_log().expect("a clean boot logs no warning");
+//! ```
+//!
+//! A system call that never returns (a deadlock, a sleep nobody wakes)
+//! would hang the test run instead. [`Kernel::watchdog`] arms a timer
+//! that, if it runs out before the guard is dropped, prints what happened
+//! and the kernel log to stderr and exits the process with status
+//! [`WATCHDOG_EXIT_STATUS`].
+
+use std::io::Write as _;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
+use lkl_sim::{Host, Record};
+
+use crate::kernel::{Error, Kernel};
+
+/// Substrings that mark a kernel log line as a report of a kernel bug.
+///
+/// Case matters: `WARNING:` is `WARN()`'s banner, while the harmless
+/// boot message `Warning: unable to open an initial console.` is not.
+pub const SPLAT_MARKERS: &[&str] = &[
+    // WARN(), and lockdep's and KCSAN's report titles.
+    "WARNING:",
+    // BUG(), BUG_ON() and "BUG: sleeping function called from invalid context".
+    "BUG:",
+    "kernel BUG at",
+    "Oops",
+    "Kernel panic",
+    // lockdep
+    "possible recursive locking",
+    "inconsistent lock state",
+    "possible circular locking dependency",
+    "INFO: possible",
+    "INFO: trying to register non-static key",
+    // Memory checkers and undefined behaviour.
+    "UBSAN:",
+    "KASAN:",
+    "KFENCE:",
+    "general protection fault",
+    "Unable to handle kernel",
+    // RCU stalls and printk losing records.
+    "rcu_sched self-detected stall",
+    "detected stalls on CPUs",
+    "printk messages dropped",
+];
+
+/// Whether one line of log text reports a kernel bug: it contains one of
+/// [`SPLAT_MARKERS`], or is a hung-task report (`INFO: task <comm>:<pid>
+/// blocked for more than <n> seconds.`).
+///
+/// ```
+/// use lkl_harness::check::is_splat;
+///
+/// assert!(is_splat("WARNING: CPU: 0 PID: 1 at kernel/hello.c:42 sys_hello"));
+/// assert!(is_splat("INFO: task init:1 blocked for more than 120 seconds."));
+/// assert!(!is_splat("Warning: unable to open an initial console."));
+/// assert!(!is_splat("Hello, world!"));
+/// ```
+pub fn is_splat(line: &str) -> bool {
+    SPLAT_MARKERS.iter().any(|marker| line.contains(marker))
+        || (line.contains("INFO: task ") && line.contains(" blocked"))
+}
+
+/// The lines of `records` that report kernel bugs (see [`is_splat`]),
+/// rendered like `dmesg`. A multi-line record contributes only its
+/// offending lines.
+pub fn splat_lines(records: &[Record]) -> Vec<String> {
+    let mut lines = Vec::new();
+    for record in records {
+        if record.text.lines().any(is_splat) {
+            let rendered = record.fmt_dmesg();
+            lines.extend(rendered.lines().filter(|l| is_splat(l)).map(String::from));
+        }
+    }
+    lines
+}
+
+/// `Ok` if no record reports a kernel bug; otherwise [`Error::Splat`]
+/// with the offending lines and the whole log.
+pub fn check_records(records: &[Record]) -> Result<(), Error> {
+    let lines = splat_lines(records);
+    if lines.is_empty() {
+        return Ok(());
+    }
+    let log = records.iter().fold(String::new(), |mut log, r| {
+        log.push_str(&r.fmt_dmesg());
+        log.push('\n');
+        log
+    });
+    Err(Error::Splat { lines, log })
+}
+
+/// The exit status of a process whose watchdog fired: 101, what a
+/// panicking Rust test exits with, so `cargo test` reports the test
+/// binary as failed.
+pub const WATCHDOG_EXIT_STATUS: i32 = 101;
+
+/// A watchdog armed by [`Kernel::watchdog`]; dropping it disarms it.
+#[must_use = "the watchdog is disarmed as soon as the guard is dropped"]
+#[derive(Debug)]
+pub struct Watchdog {
+    disarm: Option<Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Drop for Watchdog {
+    fn drop(&mut self) {
+        // Dropping the sender wakes the watchdog thread at once.
+        drop(self.disarm.take());
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+impl Kernel {
+    /// Checks the log for reports of kernel bugs: `WARNING:`, `BUG:`,
+    /// `Oops`, `Kernel panic`, lockdep reports, hung tasks and more (see
+    /// [`SPLAT_MARKERS`]). Returns [`Error::Splat`] listing the offending
+    /// lines and the whole log.
+    pub fn check_log(&self) -> Result<(), Error> {
+        check_records(&self.log())
+    }
+
+    /// Arms a watchdog: if the returned guard is still alive after
+    /// `timeout`, the kernel is taken to have stopped answering. The
+    /// watchdog then writes a message and the kernel log to stderr and
+    /// exits the whole process with [`WATCHDOG_EXIT_STATUS`].
+    ///
+    /// Exiting is the only way out: a host thread blocked inside the
+    /// kernel cannot be interrupted or unwound (the kernel holds its
+    /// state on that thread's stack), and waiting would hang `cargo test`
+    /// forever. Use it around code whose system calls must return:
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use lkl_harness::{sys, BootOptions, Kernel};
+    ///
+    /// let kernel = Kernel::boot(BootOptions::default()).unwrap();
+    /// let _watchdog = kernel.watchdog(Duration::from_secs(60));
+    /// assert_eq!(kernel.syscall(sys::__NR_getpid, &[]), Ok(1));
+    /// ```
+    pub fn watchdog(&self, timeout: Duration) -> Watchdog {
+        let (disarm, armed) = crossbeam_channel::bounded::<()>(0);
+        let host = self.host().clone();
+        let thread = std::thread::Builder::new()
+            .name("lkl-watchdog".into())
+            .spawn(move || watch(host, armed, timeout))
+            .expect("cannot spawn the watchdog thread");
+        Watchdog {
+            disarm: Some(disarm),
+            thread: Some(thread),
+        }
+    }
+}
+
+fn watch(host: Arc<Host>, armed: Receiver<()>, timeout: Duration) {
+    match armed.recv_timeout(timeout) {
+        Err(RecvTimeoutError::Timeout) => {}
+        // Disarmed (the guard was dropped).
+        Ok(()) | Err(RecvTimeoutError::Disconnected) => return,
+    }
+    let report = format!(
+        "\nlkl-harness watchdog: the kernel did not answer within {timeout:?}: a system \
+         call is blocked (a deadlock, or a sleep that nothing wakes). A thread blocked \
+         in the kernel cannot be interrupted, so the process exits with status \
+         {WATCHDOG_EXIT_STATUS}. Look at the last lines of the kernel log for what it \
+         was doing.\nKernel log:\n{}",
+        host.console().dmesg()
+    );
+    // Straight to the process's stderr: the test harness's output capture
+    // (which eprintln! would go to) is lost when the process exits.
+    let mut stderr = std::io::stderr().lock();
+    let _ = stderr.write_all(report.as_bytes());
+    let _ = stderr.flush();
+    std::process::exit(WATCHDOG_EXIT_STATUS);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use lkl_sim::Caller;
+
+    fn record(text: &str) -> Record {
+        Record {
+            level: 4,
+            seq: 3,
+            timestamp_us: 1_500_000,
+            caller: Some(Caller::Task(1)),
+            text: text.into(),
+            ..Record::default()
+        }
+    }
+
+    #[test]
+    fn lockdep_and_hung_task_reports_are_splats() {
+        for line in [
+            "WARNING: possible recursive locking detected",
+            "WARNING: inconsistent lock state",
+            "INFO: possible irq lock inversion dependency detected",
+            "BUG: sleeping function called from invalid context at mm/slub.c:1",
+            "Oops: general protection fault, probably for non-canonical address",
+            "Kernel panic - not syncing: Attempted to kill init!",
+            "INFO: task kworker/0:1:12 blocked for more than 30 seconds.",
+            "** 12 printk messages dropped **",
+        ] {
+            assert!(is_splat(line), "{line}");
+        }
+        for line in [
+            "Run /init as init process",
+            "Warning: unable to open an initial console.",
+            "INFO: task list follows",
+        ] {
+            assert!(!is_splat(line), "{line}");
+        }
+    }
+
+    #[test]
+    fn check_records_names_the_lines_and_keeps_the_log() {
+        let records = [
+            record("quiet"),
+            record("------------[ cut here ]------------\nWARNING: CPU: 0 PID: 1 at x.c:1 f"),
+        ];
+        let Err(Error::Splat { lines, log }) = check_records(&records) else {
+            panic!("a WARNING is a splat");
+        };
+        assert_eq!(lines, ["WARNING: CPU: 0 PID: 1 at x.c:1 f"]);
+        assert!(log.starts_with("[    1.500000] [T1] quiet\n"), "{log}");
+        assert!(log.contains("cut here"), "{log}");
+        assert!(check_records(&records[..1]).is_ok());
+    }
+}

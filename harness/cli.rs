@@ -1,0 +1,292 @@
+//! The command line: `cargo run --release [-- OPTIONS] [COMMAND]`.
+
+use std::io::Write as _;
+use std::time::Instant;
+
+use anyhow::{bail, Context, Result};
+use clap::{Args, Parser, Subcommand};
+use indicatif::{ProgressBar, ProgressStyle};
+use lkl_harness::stress::{self, Loudness};
+use lkl_harness::{log, sys, BootOptions, Kernel, Record, StressOptions};
+use serde::Serialize;
+
+use crate::bench::{self, BenchArgs};
+
+/// Lines of the kernel log shown after a run (all of them with --log).
+const TAIL_LINES: usize = 10;
+
+const ABOUT: &str = "Boot the real Linux 6.12 kernel as a library inside this process and \
+                     stress its hello() system call from many threads.";
+
+const LONG_ABOUT: &str = "\
+Boot the real Linux 6.12 kernel as a library inside this process and stress its \
+hello() system call from many threads.
+
+With no command, boots the kernel linked into this binary and runs the mixed hello \
+stress: --threads host threads each make --calls calls; call c of thread t greets \
+\"t{t}-c{c}\", every 4th call with HELLO_FLAG_LOUD. Then it checks the kernel log: \
+every greeting exactly once and intact, every loud call's \"HELLO, ...!!!\" line, from \
+the task of the thread that made the call, nothing else logged, no error. It prints a \
+summary and the last lines of the kernel log, and exits non-zero if the check failed \
+or the kernel logged a warning.
+
+Progress goes to stderr, results to stdout.";
+
+const EXAMPLES: &str = "\
+Examples:
+  cargo run --release                                 8 threads × 20,000 calls, checked
+  cargo run --release -- --threads 64 --calls 1000    more threads, fewer calls each
+  cargo run --release -- --name world --loud --calls 3 --threads 1 --log
+                                                      three loud greetings, whole log
+  cargo run --release -- --json | jq .summary.lines_lost
+  cargo run --release -- boot --cmdline lkl_test_warn=1
+                                                      the boot log, with a WARNING
+  cargo run --release -- bench                        the figures of README.md
+  cargo run --release -- bench --build                ... and kernel build times";
+
+/// The command line.
+#[derive(Debug, Parser)]
+#[command(name = "lkl-harness", version, about = ABOUT, long_about = LONG_ABOUT, after_help = EXAMPLES)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+    #[command(flatten)]
+    kernel: KernelArgs,
+    #[command(flatten)]
+    stress: StressArgs,
+}
+
+/// How to boot the kernel; for every command.
+#[derive(Debug, Args)]
+pub struct KernelArgs {
+    /// Memory for the kernel, in MiB (the kernel's mem=).
+    #[arg(long, value_name = "MIB", default_value_t = 64, global = true)]
+    pub mem: u32,
+    /// Extra kernel command line, e.g. "lkl_test_warn=1" or "loglevel=4".
+    #[arg(long, value_name = "ARGS", default_value = "", global = true)]
+    pub cmdline: String,
+}
+
+impl KernelArgs {
+    /// The boot options these arguments ask for.
+    pub fn boot_options(&self) -> BootOptions {
+        BootOptions {
+            mem_mib: self.mem,
+            cmdline: self.cmdline.clone(),
+            ..BootOptions::default()
+        }
+    }
+}
+
+/// The stress run (no command).
+#[derive(Debug, Args)]
+struct StressArgs {
+    /// Host threads calling hello() at once. The kernel is uniprocessor:
+    /// they interleave, never run kernel code in parallel.
+    #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u32).range(1..=4096))]
+    threads: u32,
+    /// Calls per thread.
+    #[arg(long, default_value_t = 20_000)]
+    calls: usize,
+    /// Greet this name in every call instead of "t{thread}-c{call}"
+    /// (greetings are then counted, not told apart). Names of 64 bytes or
+    /// more are truncated to 63 by the kernel.
+    #[arg(long)]
+    name: Option<String>,
+    /// Make every call loud (HELLO_FLAG_LOUD: a second, upper-case line).
+    #[arg(long, conflicts_with = "loud_every")]
+    loud: bool,
+    /// Make every N-th call of each thread loud; 0 for none.
+    #[arg(long, value_name = "N", default_value_t = 4)]
+    loud_every: u32,
+    /// Print the whole kernel log (like dmesg) instead of its last lines.
+    #[arg(long, global = true)]
+    log: bool,
+    /// Print a machine-readable JSON report on stdout instead of tables.
+    #[arg(long, global = true)]
+    json: bool,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Boot the kernel and print its boot log.
+    Boot,
+    /// Measure boot time, memory per instance, system call cost and hello
+    /// throughput (and with --build, kernel build times). Prints figures,
+    /// each with the command that measured it; checks nothing.
+    Bench(BenchArgs),
+    /// Boot, make one getpid(), print nanoseconds since main() started.
+    /// Used by `bench` to time boots in fresh processes.
+    #[command(name = "__boot-once", hide = true)]
+    BootOnce,
+}
+
+/// Runs the command line; the result becomes the exit status.
+pub fn run(started: Instant) -> Result<()> {
+    let cli = Cli::parse();
+    match &cli.command {
+        None => stress_main(&cli),
+        Some(Command::Boot) => boot(&cli),
+        Some(Command::Bench(args)) => bench::run(args, &cli.kernel, cli.stress.json),
+        Some(Command::BootOnce) => boot_once(&cli.kernel, started),
+    }
+}
+
+fn boot_linked(kernel: &KernelArgs) -> Result<Kernel> {
+    Kernel::boot_linked(kernel.boot_options()).context("booting the linked kernel")
+}
+
+/// A log record, for --json.
+#[derive(Serialize)]
+struct JsonRecord<'a> {
+    level: u8,
+    seq: u64,
+    timestamp_us: u64,
+    /// The kernel task id, for records logged by a task.
+    tid: Option<u32>,
+    text: &'a str,
+}
+
+fn json_records(records: &[Record]) -> Vec<JsonRecord<'_>> {
+    records
+        .iter()
+        .map(|r| JsonRecord {
+            level: r.level,
+            seq: r.seq,
+            timestamp_us: r.timestamp_us,
+            tid: match r.caller {
+                Some(lkl_harness::Caller::Task(tid)) => Some(tid),
+                _ => None,
+            },
+            text: &r.text,
+        })
+        .collect()
+}
+
+fn stress_main(cli: &Cli) -> Result<()> {
+    let args = &cli.stress;
+    let options = StressOptions {
+        threads: args.threads as usize,
+        calls: args.calls,
+        loud: match (args.loud, args.loud_every) {
+            (true, _) => Loudness::All,
+            (false, 0) => Loudness::Never,
+            (false, n) => Loudness::Every(n),
+        },
+        name: args.name.clone(),
+    };
+    if options.name.as_deref().is_some_and(|n| n.contains('\0')) {
+        bail!("--name cannot contain a NUL byte: the kernel reads a C string");
+    }
+    let kernel = boot_linked(&cli.kernel)?;
+
+    let bar = ProgressBar::new(options.total_calls());
+    bar.set_style(
+        ProgressStyle::with_template(
+            "{spinner} {elapsed_precise} [{bar:40}] {human_pos}/{human_len} calls, {per_sec}, eta {eta}",
+        )
+        .expect("a valid progress template")
+        .progress_chars("=> "),
+    );
+    let summary = stress::run(&kernel, &options, &|n| bar.inc(n));
+    bar.finish_and_clear();
+
+    let splats = kernel.check_log().err();
+    let records = kernel.log();
+    let verdict = summary.verify();
+
+    let mut out = std::io::stdout().lock();
+    if args.json {
+        #[derive(Serialize)]
+        struct Report<'a> {
+            summary: &'a stress::Summary,
+            /// Problems found by the check; empty when it passed.
+            problems: Vec<String>,
+            /// Kernel warning lines (WARNING:, BUG:, ...).
+            splats: Vec<String>,
+            /// The whole log with --log, otherwise its last lines.
+            log: Vec<JsonRecord<'a>>,
+        }
+        let shown = if args.log {
+            &records[..]
+        } else {
+            &records[records.len().saturating_sub(TAIL_LINES)..]
+        };
+        let report = Report {
+            summary: &summary,
+            problems: verdict
+                .as_ref()
+                .err()
+                .map(|e| e.problems.clone())
+                .unwrap_or_default(),
+            splats: match &splats {
+                Some(lkl_harness::Error::Splat { lines, .. }) => lines.clone(),
+                _ => Vec::new(),
+            },
+            log: json_records(shown),
+        };
+        serde_json::to_writer_pretty(&mut out, &report)?;
+        writeln!(out)?;
+    } else {
+        writeln!(out, "{}", summary.table())?;
+        if args.log {
+            writeln!(out, "Kernel log:\n{}", kernel.dmesg())?;
+        } else {
+            writeln!(
+                out,
+                "Last {TAIL_LINES} lines of the kernel log (all of it with --log):\n{}",
+                log::tail(&records, TAIL_LINES)
+            )?;
+        }
+    }
+    drop(out);
+    kernel.halt()?;
+    verdict?;
+    if let Some(lkl_harness::Error::Splat { lines, .. }) = splats {
+        bail!(
+            "the kernel logged {} warning line(s), e.g. {:?}; rerun with --log to see the context",
+            lines.len(),
+            &lines[..lines.len().min(3)]
+        );
+    }
+    Ok(())
+}
+
+fn boot(cli: &Cli) -> Result<()> {
+    let kernel = boot_linked(&cli.kernel)?;
+    let records = kernel.log();
+    let mut out = std::io::stdout().lock();
+    if cli.stress.json {
+        #[derive(Serialize)]
+        struct Report<'a> {
+            boot_time_us: u128,
+            log: Vec<JsonRecord<'a>>,
+        }
+        let report = Report {
+            boot_time_us: kernel.boot_time().as_micros(),
+            log: json_records(&records),
+        };
+        serde_json::to_writer_pretty(&mut out, &report)?;
+        writeln!(out)?;
+    } else {
+        write!(out, "{}", kernel.dmesg())?;
+        eprintln!("booted in {:.1} ms", kernel.boot_time().as_secs_f64() * 1e3);
+    }
+    drop(out);
+    let check = kernel.check_log();
+    kernel.halt()?;
+    if let Err(lkl_harness::Error::Splat { lines, .. }) = check {
+        bail!("the kernel logged warning line(s) while booting: {lines:?}");
+    }
+    Ok(())
+}
+
+fn boot_once(kernel: &KernelArgs, started: Instant) -> Result<()> {
+    let kernel = boot_linked(kernel)?;
+    kernel
+        .syscall(sys::__NR_getpid, &[])
+        .context("getpid in the fresh kernel")?;
+    println!("{}", started.elapsed().as_nanos());
+    kernel.halt()?;
+    Ok(())
+}

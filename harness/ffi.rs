@@ -1,0 +1,148 @@
+//! The library's C entry points, from the statically linked `liblkl.a` or
+//! from a private copy of `liblkl.so` loaded with libloading.
+
+use std::ffi::{c_char, c_int, c_long};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use libloading::Library;
+use lkl_sim::HostOps;
+
+/// `lkl_start_kernel`.
+pub type StartFn = unsafe extern "C" fn(*const HostOps, *const c_char) -> c_int;
+/// `lkl_syscall`.
+pub type SyscallFn = unsafe extern "C" fn(c_long, *mut c_long) -> c_long;
+/// `lkl_sys_halt`.
+pub type HaltFn = unsafe extern "C" fn() -> c_long;
+
+extern "C" {
+    fn lkl_start_kernel(ops: *const HostOps, cmdline: *const c_char) -> c_int;
+    fn lkl_syscall(nr: c_long, params: *mut c_long) -> c_long;
+    fn lkl_sys_halt() -> c_long;
+}
+
+/// One kernel's API: three entry points, and the library they live in.
+pub struct Api {
+    pub start: StartFn,
+    pub syscall: SyscallFn,
+    pub halt: HaltFn,
+    /// `None` for the statically linked kernel.
+    pub library: Option<Library>,
+    /// Where the private library is mapped (start, end); (0, 0) if linked.
+    pub image: (usize, usize),
+}
+
+/// Where `build.rs` left the shared library.
+pub fn shared_library_path() -> &'static Path {
+    Path::new(env!("LKL_SHARED_LIBRARY"))
+}
+
+impl Api {
+    /// The kernel linked into this executable. There is only one: booting
+    /// it twice in one process is refused by the kernel itself.
+    pub fn linked() -> Api {
+        Api {
+            start: lkl_start_kernel,
+            syscall: lkl_syscall,
+            halt: lkl_sys_halt,
+            library: None,
+            image: (0, 0),
+        }
+    }
+
+    /// A private kernel: a fresh copy of `liblkl.so`, loaded on its own so
+    /// that its globals are its own.
+    pub fn private() -> Result<Api, String> {
+        static COPIES: AtomicU64 = AtomicU64::new(0);
+        let source = shared_library_path();
+        let copy: PathBuf = std::env::temp_dir().join(format!(
+            "lkl-{}-{}.so",
+            std::process::id(),
+            COPIES.fetch_add(1, Ordering::Relaxed)
+        ));
+        std::fs::copy(source, &copy).map_err(|e| {
+            format!(
+                "cannot copy the kernel library {} to {}: {e} (rebuild with `cargo build`)",
+                source.display(),
+                copy.display()
+            )
+        })?;
+        // SAFETY: the library is our kernel, whose initialisers are the
+        // kernel's own (none run code with preconditions); it is loaded
+        // under a unique file name, so this is a fresh instance.
+        let library = unsafe { Library::new(&copy) };
+        // The mapping stays valid after the file is gone.
+        let _ = std::fs::remove_file(&copy);
+        let library = library.map_err(|e| format!("cannot load {}: {e}", copy.display()))?;
+        // SAFETY: the symbols have exactly these C signatures
+        // (lkl/arch/lkl/include/uapi/asm/host_ops.h).
+        let api = unsafe {
+            let start = *library
+                .get::<StartFn>(b"lkl_start_kernel\0")
+                .map_err(|e| e.to_string())?;
+            let syscall = *library
+                .get::<SyscallFn>(b"lkl_syscall\0")
+                .map_err(|e| e.to_string())?;
+            let halt = *library
+                .get::<HaltFn>(b"lkl_sys_halt\0")
+                .map_err(|e| e.to_string())?;
+            Api {
+                start,
+                syscall,
+                halt,
+                library: Some(library),
+                image: mapping_of(start as *const libc::c_void)?,
+            }
+        };
+        Ok(api)
+    }
+}
+
+/// The address range of every loaded segment of the shared object that
+/// contains `addr`: the kernel refuses user pointers into it.
+fn mapping_of(addr: *const libc::c_void) -> Result<(usize, usize), String> {
+    // SAFETY: an all-zero Dl_info is a valid value to be filled in.
+    let mut info: libc::Dl_info = unsafe { std::mem::zeroed() };
+    // SAFETY: `addr` is a code address in a loaded object; `info` is
+    // writable.
+    if unsafe { libc::dladdr(addr, &mut info) } == 0 {
+        return Err("dladdr does not know the kernel library".into());
+    }
+    struct Search {
+        base: usize,
+        range: Option<(usize, usize)>,
+    }
+    unsafe extern "C" fn visit(
+        info: *mut libc::dl_phdr_info,
+        _size: libc::size_t,
+        data: *mut libc::c_void,
+    ) -> libc::c_int {
+        // SAFETY: dl_iterate_phdr passes a valid info for the duration of
+        // the call, and `data` is the &mut Search given below.
+        let (info, search) = unsafe { (&*info, &mut *data.cast::<Search>()) };
+        if info.dlpi_addr as usize != search.base {
+            return 0;
+        }
+        // SAFETY: dlpi_phdr points at dlpi_phnum program headers.
+        let headers =
+            unsafe { std::slice::from_raw_parts(info.dlpi_phdr, info.dlpi_phnum as usize) };
+        let (mut start, mut end) = (usize::MAX, 0);
+        for h in headers.iter().filter(|h| h.p_type == libc::PT_LOAD) {
+            let from = search.base + h.p_vaddr as usize;
+            start = start.min(from & !0xfff);
+            end = end.max((from + h.p_memsz as usize + 0xfff) & !0xfff);
+        }
+        search.range = Some((start, end));
+        1
+    }
+    let mut search = Search {
+        base: info.dli_fbase as usize,
+        range: None,
+    };
+    // SAFETY: `visit` matches the callback type and only reads what it is
+    // given; `search` outlives the call.
+    unsafe { libc::dl_iterate_phdr(Some(visit), (&mut search as *mut Search).cast()) };
+    search
+        .range
+        .ok_or_else(|| "the kernel library is not among the loaded objects".into())
+}

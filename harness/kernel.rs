@@ -1,0 +1,306 @@
+//! Booting a kernel, calling into it, reading its log, halting it.
+
+use std::ffi::{c_long, CString};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use lkl_sim::{Host, Record};
+
+use crate::errno::Errno;
+use crate::ffi::Api;
+
+/// How to boot a kernel.
+#[derive(Clone, Debug)]
+pub struct BootOptions {
+    /// Memory for the kernel, in MiB (`mem=`).
+    pub mem_mib: u32,
+    /// Extra kernel command line, appended after `mem=`.
+    pub cmdline: String,
+    /// How long the boot may take before it is declared hung.
+    pub boot_timeout: Duration,
+    /// Echo the kernel log to stderr as it is written.
+    pub echo: bool,
+}
+
+impl Default for BootOptions {
+    fn default() -> Self {
+        BootOptions {
+            mem_mib: 64,
+            cmdline: String::new(),
+            boot_timeout: Duration::from_secs(20),
+            echo: false,
+        }
+    }
+}
+
+impl BootOptions {
+    /// The full kernel command line.
+    pub fn command_line(&self) -> String {
+        let mut line = format!("mem={}M", self.mem_mib);
+        if !self.cmdline.is_empty() {
+            line.push(' ');
+            line.push_str(&self.cmdline);
+        }
+        line
+    }
+}
+
+/// What went wrong with a kernel. Every variant carries the kernel log.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The kernel library could not be loaded.
+    #[error("cannot load the kernel library: {0}")]
+    Load(String),
+    /// The kernel did not finish booting in time.
+    #[error(
+        "the kernel did not finish booting within {timeout:?}; it is left running \
+         (its host threads cannot be stopped). Kernel log:\n{log}"
+    )]
+    BootTimeout {
+        /// The boot timeout that ran out.
+        timeout: Duration,
+        /// The kernel log so far.
+        log: String,
+    },
+    /// lkl_start_kernel() returned an error.
+    #[error("lkl_start_kernel failed with {errno}. Kernel log:\n{log}")]
+    Start {
+        /// Its error.
+        errno: Errno,
+        /// The kernel log.
+        log: String,
+    },
+    /// The kernel panicked.
+    #[error("the kernel panicked: {message}\nKernel log:\n{log}")]
+    Panic {
+        /// The panic message.
+        message: String,
+        /// The kernel log.
+        log: String,
+    },
+    /// Halting failed.
+    #[error("halting the kernel failed with {errno}. Kernel log:\n{log}")]
+    Halt {
+        /// The reboot system call's error.
+        errno: Errno,
+        /// The kernel log.
+        log: String,
+    },
+    /// The kernel logged a warning, a BUG, an oops, a lockdep report or a
+    /// hung task (see [`crate::check`]).
+    #[error(
+        "the kernel reported a bug: the log has {} warning line(s):\n  {}\n\
+         Each is a kernel bug even if every system call succeeded; the log \
+         below shows what led to it.\nKernel log:\n{log}",
+        lines.len(),
+        lines.join("\n  ")
+    )]
+    Splat {
+        /// The offending lines, as `dmesg` prints them.
+        lines: Vec<String>,
+        /// The kernel log.
+        log: String,
+    },
+}
+
+/// A booted kernel.
+///
+/// System calls may be made from any number of threads at once; each host
+/// thread gets its own kernel task the first time it calls. The kernel is
+/// uniprocessor: threads interleave where a system call sleeps, kernel
+/// code never runs in parallel.
+pub struct Kernel {
+    host: Arc<Host>,
+    api: Api,
+    halted: AtomicBool,
+    boot_time: Duration,
+}
+
+impl Kernel {
+    /// Boots a private kernel: a fresh copy of the kernel library, loaded
+    /// for this instance alone, so any number of them can live in one
+    /// process (one per test).
+    pub fn boot(options: BootOptions) -> Result<Kernel, Error> {
+        let api = Api::private().map_err(Error::Load)?;
+        Self::boot_with(api, options)
+    }
+
+    /// Boots the kernel statically linked into this executable. It can be
+    /// booted once per process; use [`Kernel::boot`] for more.
+    pub fn boot_linked(options: BootOptions) -> Result<Kernel, Error> {
+        static BOOTED: AtomicBool = AtomicBool::new(false);
+        if BOOTED.swap(true, Ordering::SeqCst) {
+            return Err(Error::Load(
+                "the linked kernel was already booted in this process; \
+                 use Kernel::boot() for a private instance"
+                    .into(),
+            ));
+        }
+        Self::boot_with(Api::linked(), options)
+    }
+
+    fn boot_with(api: Api, options: BootOptions) -> Result<Kernel, Error> {
+        let host = Host::with_image(api.image.0, api.image.1);
+        host.console().set_echo(options.echo);
+        let cmdline = CString::new(options.command_line())
+            .map_err(|_| Error::Load("the command line contains a NUL byte".into()))?;
+        let (done_tx, done_rx) = crossbeam_channel::bounded(1);
+        let ops = host.ops_ptr() as usize;
+        let start = api.start;
+        let started = Instant::now();
+        // lkl_start_kernel blocks until the kernel is up; a hung or
+        // panicking boot must not hang the caller, so it runs on a thread
+        // of its own and the caller waits with a timeout.
+        std::thread::Builder::new()
+            .name("lkl-boot".into())
+            .spawn(move || {
+                // SAFETY: `ops` points into a Host that this Kernel (or,
+                // after a failed boot, a leaked Arc) keeps alive; the
+                // command line is a valid C string for the whole call.
+                let ret = unsafe { start(ops as *const _, cmdline.as_ptr()) };
+                let _ = done_tx.send(ret);
+            })
+            .map_err(|e| Error::Load(format!("cannot spawn the boot thread: {e}")))?;
+
+        let deadline = started + options.boot_timeout;
+        let outcome = loop {
+            match done_rx.recv_timeout(Duration::from_millis(20)) {
+                Ok(ret) => break Some(ret),
+                Err(crossbeam_channel::RecvTimeoutError::Disconnected) => break None,
+                Err(crossbeam_channel::RecvTimeoutError::Timeout) => {
+                    if host.has_panicked() || Instant::now() >= deadline {
+                        break None;
+                    }
+                }
+            }
+        };
+        let boot_time = started.elapsed();
+        match outcome {
+            Some(0) => Ok(Kernel {
+                host,
+                api,
+                halted: AtomicBool::new(false),
+                boot_time,
+            }),
+            Some(ret) => Err(Error::Start {
+                errno: Errno(-ret),
+                log: leak_instance(host, api),
+            }),
+            None => {
+                let message = host.panic_message();
+                let log = leak_instance(host, api);
+                Err(match message {
+                    Some(message) => Error::Panic { message, log },
+                    None => Error::BootTimeout {
+                        timeout: options.boot_timeout,
+                        log,
+                    },
+                })
+            }
+        }
+    }
+
+    /// How long the boot took (from load to the first system call being
+    /// possible).
+    pub fn boot_time(&self) -> Duration {
+        self.boot_time
+    }
+
+    /// Makes a system call; returns the raw result (negative errno on
+    /// failure). `args` may hold up to six arguments.
+    pub fn syscall_raw(&self, nr: u32, args: &[i64]) -> i64 {
+        assert!(args.len() <= 6, "a system call takes at most six arguments");
+        assert!(
+            !self.halted.load(Ordering::SeqCst),
+            "system call after the kernel was halted"
+        );
+        let mut params: [c_long; 6] = [0; 6];
+        params[..args.len()].copy_from_slice(args);
+        // SAFETY: the kernel is booted and not halted; `params` is six
+        // longs as lkl_syscall() reads. Pointers inside the arguments are
+        // checked by the kernel's uaccess, which never faults.
+        let ret = unsafe { (self.api.syscall)(nr as c_long, params.as_mut_ptr()) };
+        if ret == -(Errno::ESHUTDOWN.0 as i64) {
+            if let Some(message) = self.host.panic_message() {
+                // A panicked kernel is never entered again: fail loudly,
+                // with everything it said.
+                panic!(
+                    "the kernel panicked during system call {nr}: {message}\nKernel log:\n{}",
+                    self.dmesg()
+                );
+            }
+        }
+        ret
+    }
+
+    /// Makes a system call; a negative result becomes an [`Errno`].
+    pub fn syscall(&self, nr: u32, args: &[i64]) -> Result<i64, Errno> {
+        Errno::result(self.syscall_raw(nr, args))
+    }
+
+    /// Every log record so far.
+    pub fn log(&self) -> Vec<Record> {
+        self.host.console().records()
+    }
+
+    /// Drains the log: the records since the last call.
+    pub fn take_log(&self) -> Vec<Record> {
+        self.host.console().take()
+    }
+
+    /// The log as `dmesg` prints it.
+    pub fn dmesg(&self) -> String {
+        self.host.console().dmesg()
+    }
+
+    /// The host state of this kernel (console, panic state).
+    pub fn host(&self) -> &Arc<Host> {
+        &self.host
+    }
+
+    /// Powers the kernel off and stops all its threads.
+    pub fn halt(self) -> Result<(), Error> {
+        self.halt_inner()
+    }
+
+    fn halt_inner(&self) -> Result<(), Error> {
+        if self.halted.swap(true, Ordering::SeqCst) {
+            return Ok(());
+        }
+        if let Some(message) = self.host.panic_message() {
+            return Err(Error::Panic {
+                message,
+                log: self.dmesg(),
+            });
+        }
+        // SAFETY: the kernel is booted; after this no other call is made
+        // (`halted` is set).
+        let ret = unsafe { (self.api.halt)() };
+        if ret < 0 {
+            return Err(Error::Halt {
+                errno: Errno(-ret as i32),
+                log: self.dmesg(),
+            });
+        }
+        Ok(())
+    }
+}
+
+impl Drop for Kernel {
+    fn drop(&mut self) {
+        if self.halt_inner().is_err() {
+            // Its threads may still run its code: never unload it.
+            std::mem::forget(self.api.library.take());
+        }
+    }
+}
+
+/// A kernel that could not be brought up may still have threads running
+/// its code: keep its library and host alive forever, and return its log.
+fn leak_instance(host: Arc<Host>, api: Api) -> String {
+    let log = host.console().dmesg();
+    std::mem::forget(api);
+    std::mem::forget(host);
+    log
+}

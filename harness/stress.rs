@@ -1,0 +1,665 @@
+//! The stress driver: many threads calling `hello` at once, and a check
+//! that the kernel logged exactly what they asked for.
+//!
+//! [`run`] is the one call loop of this crate: `tests/stress.rs`, the
+//! command line (`cargo run --release`) and the `bench` subcommand all go
+//! through it. Each of `threads` host threads makes `calls` calls, call
+//! `c` of thread `t` greeting the name `t{t}-c{c}`; every
+//! [`Loudness::Every`]-th call is loud. The [`Summary`] counts what came
+//! back and [`Summary::verify`] checks it: every greeting exactly once
+//! and intact, every loud call's `HELLO, …!!!` line, logged by the task
+//! of the thread that made the call, nothing else logged, no error.
+//!
+//! ```
+//! use lkl_harness::{stress, BootOptions, Kernel, StressOptions};
+//!
+//! let kernel = Kernel::boot(BootOptions::default()).unwrap();
+//! let options = StressOptions { threads: 4, calls: 50, ..StressOptions::default() };
+//! let summary = stress::run(&kernel, &options, &|_| {});
+//! summary.verify().expect("nothing lost, nothing extra");
+//! assert_eq!(summary.calls, 200);
+//! ```
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::ffi::CStr;
+use std::fmt;
+use std::io::Write as _;
+use std::sync::Barrier;
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+
+use crate::errno::Errno;
+use crate::hello::{HelloArgs, HELLO_FLAG_LOUD};
+use crate::kernel::Kernel;
+use crate::log::Caller;
+
+/// The longest name `hello` prints, in bytes: its buffer is
+/// `HELLO_NAME_MAX` (64, kernel-internal, not in the UAPI) including the
+/// NUL, and longer names are truncated.
+pub const NAME_MAX_PRINTED: usize = 63;
+
+/// How often a worker reports progress, in calls.
+const PROGRESS_BATCH: u64 = 256;
+
+/// Which calls set `HELLO_FLAG_LOUD`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub enum Loudness {
+    /// No call is loud.
+    Never,
+    /// Every `n`-th call of each thread is loud (calls `n-1`, `2n-1`, …).
+    Every(u32),
+    /// Every call is loud.
+    All,
+}
+
+/// What [`run`] does.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct StressOptions {
+    /// Host threads calling at once.
+    pub threads: usize,
+    /// Calls per thread.
+    pub calls: usize,
+    /// Which calls are loud.
+    pub loud: Loudness,
+    /// One name for every call instead of `t{thread}-c{call}`; greetings
+    /// can then only be counted, not told apart.
+    pub name: Option<String>,
+}
+
+impl Default for StressOptions {
+    /// 8 threads × 20,000 calls, every 4th call loud.
+    fn default() -> Self {
+        StressOptions {
+            threads: 8,
+            calls: 20_000,
+            loud: Loudness::Every(4),
+            name: None,
+        }
+    }
+}
+
+impl StressOptions {
+    /// Whether call `call` (of any thread) is loud.
+    pub fn is_loud(&self, call: usize) -> bool {
+        match self.loud {
+            Loudness::Never => false,
+            Loudness::All => true,
+            Loudness::Every(n) => n > 0 && (call + 1).is_multiple_of(n as usize),
+        }
+    }
+
+    /// The name call `call` of thread `thread` greets.
+    pub fn name_of(&self, thread: usize, call: usize) -> String {
+        match &self.name {
+            Some(name) => name.clone(),
+            None => format!("t{thread}-c{call}"),
+        }
+    }
+
+    /// Total calls.
+    pub fn total_calls(&self) -> u64 {
+        (self.threads * self.calls) as u64
+    }
+
+    /// Calls that are loud, in total.
+    pub fn loud_calls(&self) -> u64 {
+        let per_thread = (0..self.calls).filter(|&c| self.is_loud(c)).count();
+        (per_thread * self.threads) as u64
+    }
+}
+
+/// What went wrong in a stress run, as found by [`Summary::verify`].
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "the stress run did not log exactly what it asked for:\n  {}\n\
+     Lost or torn lines point at the console path (printk → console_write → \
+     the host's console); errors at the system call itself. Rerun with --log \
+     to see the whole kernel log.",
+    problems.join("\n  ")
+)]
+pub struct StressError {
+    /// One line per problem found.
+    pub problems: Vec<String>,
+}
+
+/// The outcome of a [`run`]: counts, which are deterministic, and
+/// timings, which are not.
+#[derive(Clone, Debug, Serialize)]
+pub struct Summary {
+    /// What was run.
+    pub options: StressOptions,
+    /// Calls made.
+    pub calls: u64,
+    /// Calls that were loud.
+    pub loud_calls: u64,
+    /// Failed calls by errno name.
+    pub errors: BTreeMap<String, u64>,
+    /// Log lines the successful calls should have produced.
+    pub expected_lines: u64,
+    /// Log records written while the run went on (by anyone).
+    pub lines_captured: u64,
+    /// Expected lines that were not found (or not intact).
+    pub lines_lost: u64,
+    /// Expected lines found more often than they were asked for.
+    pub lines_duplicated: u64,
+    /// Records that no call asked for (torn lines, or other messages).
+    pub lines_unexpected: u64,
+    /// Expected lines logged by a task other than the calling thread's.
+    pub wrong_caller: u64,
+    /// Up to ten of the unexpected records, as `dmesg` prints them.
+    pub unexpected_samples: Vec<String>,
+    /// Up to ten of the lost lines.
+    pub lost_samples: Vec<String>,
+    /// Wall time from the moment all threads were ready to the last
+    /// call's return (in JSON: seconds, as `elapsed_s`).
+    #[serde(rename = "elapsed_s", serialize_with = "as_secs")]
+    pub elapsed: Duration,
+    /// Calls per second over `elapsed`.
+    pub calls_per_sec: f64,
+    /// Median latency of one call, in nanoseconds.
+    pub latency_p50_ns: u64,
+    /// 99th percentile latency of one call, in nanoseconds.
+    pub latency_p99_ns: u64,
+}
+
+/// The deterministic part of a [`Summary`]: the same on every run that
+/// passes, so it can be a snapshot.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Counts {
+    /// Threads.
+    pub threads: usize,
+    /// Calls made.
+    pub calls: u64,
+    /// Loud calls.
+    pub loud_calls: u64,
+    /// Failed calls by errno name.
+    pub errors: BTreeMap<String, u64>,
+    /// Lines asked for.
+    pub expected_lines: u64,
+    /// Records logged.
+    pub lines_captured: u64,
+    /// Lines lost.
+    pub lines_lost: u64,
+    /// Lines duplicated.
+    pub lines_duplicated: u64,
+    /// Records nobody asked for.
+    pub lines_unexpected: u64,
+    /// Lines logged by the wrong task.
+    pub wrong_caller: u64,
+}
+
+impl Summary {
+    /// The deterministic counts, without timings.
+    pub fn counts(&self) -> Counts {
+        Counts {
+            threads: self.options.threads,
+            calls: self.calls,
+            loud_calls: self.loud_calls,
+            errors: self.errors.clone(),
+            expected_lines: self.expected_lines,
+            lines_captured: self.lines_captured,
+            lines_lost: self.lines_lost,
+            lines_duplicated: self.lines_duplicated,
+            lines_unexpected: self.lines_unexpected,
+            wrong_caller: self.wrong_caller,
+        }
+    }
+
+    /// `Ok` if every call succeeded and the log holds exactly the lines
+    /// they asked for, each once, from the right task, and nothing else.
+    pub fn verify(&self) -> Result<(), StressError> {
+        let mut problems = Vec::new();
+        for (errno, count) in &self.errors {
+            problems.push(format!("{count} call(s) failed with {errno}"));
+        }
+        if self.lines_lost > 0 {
+            problems.push(format!(
+                "{} of {} expected line(s) lost, e.g. {:?}",
+                self.lines_lost, self.expected_lines, self.lost_samples
+            ));
+        }
+        if self.lines_duplicated > 0 {
+            problems.push(format!(
+                "{} line(s) logged more than once",
+                self.lines_duplicated
+            ));
+        }
+        if self.lines_unexpected > 0 {
+            problems.push(format!(
+                "{} unexpected record(s), e.g. {:?}",
+                self.lines_unexpected, self.unexpected_samples
+            ));
+        }
+        if self.wrong_caller > 0 {
+            problems.push(format!(
+                "{} line(s) logged by a task other than the calling thread's",
+                self.wrong_caller
+            ));
+        }
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(StressError { problems })
+        }
+    }
+
+    /// The summary as a human-readable table (what the command line
+    /// prints).
+    pub fn table(&self) -> String {
+        let errors = if self.errors.is_empty() {
+            "none".to_string()
+        } else {
+            self.errors
+                .iter()
+                .map(|(errno, n)| format!("{errno}: {n}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        let rows: [(&str, String); 10] = [
+            (
+                "calls",
+                format!(
+                    "{} ({} threads × {}, {} loud)",
+                    self.calls, self.options.threads, self.options.calls, self.loud_calls
+                ),
+            ),
+            ("errors", errors),
+            ("log lines expected", self.expected_lines.to_string()),
+            ("log lines captured", self.lines_captured.to_string()),
+            ("lines lost", self.lines_lost.to_string()),
+            (
+                "duplicated / unexpected",
+                format!("{} / {}", self.lines_duplicated, self.lines_unexpected),
+            ),
+            ("wrong caller", self.wrong_caller.to_string()),
+            ("elapsed", format!("{:.3} s", self.elapsed.as_secs_f64())),
+            ("throughput", format!("{:.0} calls/s", self.calls_per_sec)),
+            (
+                "latency p50 / p99",
+                format!(
+                    "{} / {}",
+                    fmt_ns(self.latency_p50_ns),
+                    fmt_ns(self.latency_p99_ns)
+                ),
+            ),
+        ];
+        rows.iter().fold(String::new(), |mut out, (name, value)| {
+            out.push_str(&format!("{name:>24}  {value}\n"));
+            out
+        })
+    }
+}
+
+impl fmt::Display for Summary {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.table())
+    }
+}
+
+fn as_secs<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_f64(d.as_secs_f64())
+}
+
+/// A duration in nanoseconds, with a unit that keeps it short.
+pub fn fmt_ns(ns: u64) -> String {
+    match ns {
+        0..1_000 => format!("{ns} ns"),
+        1_000..1_000_000 => format!("{:.1} µs", ns as f64 / 1e3),
+        _ => format!("{:.2} ms", ns as f64 / 1e6),
+    }
+}
+
+/// What one worker thread brings back.
+struct Worker {
+    tid: u32,
+    failures: Vec<(usize, Errno)>,
+    latency: Histogram,
+}
+
+/// Runs the stress: `options.threads` threads, each making
+/// `options.calls` `hello` calls, then counts the log records the run
+/// produced. `progress` is called from the workers with the number of
+/// calls completed since their last report (in batches, to stay cheap).
+///
+/// Panics if `options.name` contains a NUL byte.
+pub fn run(kernel: &Kernel, options: &StressOptions, progress: &(dyn Fn(u64) + Sync)) -> Summary {
+    if let Some(name) = &options.name {
+        assert!(!name.contains('\0'), "a hello name cannot contain NUL");
+    }
+    // Records are only ever appended (unless someone drains the log
+    // during the run, which nothing here does): the run's are those after
+    // this position.
+    let start = kernel.host().console().len();
+    let ready = Barrier::new(options.threads + 1);
+    let (workers, elapsed) = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..options.threads)
+            .map(|thread| {
+                let ready = &ready;
+                scope.spawn(move || worker(kernel, options, thread, ready, progress))
+            })
+            .collect();
+        ready.wait();
+        let started = Instant::now();
+        let workers: Vec<Worker> = handles
+            .into_iter()
+            .map(|h| h.join().expect("a stress worker panicked"))
+            .collect();
+        (workers, started.elapsed())
+    });
+    tally(kernel, options, start, workers, elapsed)
+}
+
+/// One thread's calls: the loop every caller of this crate shares.
+fn worker(
+    kernel: &Kernel,
+    options: &StressOptions,
+    thread: usize,
+    ready: &Barrier,
+    progress: &(dyn Fn(u64) + Sync),
+) -> Worker {
+    // The first call gives this thread its kernel task; make it before
+    // the clock starts.
+    let tid = kernel.current_tid();
+    let mut latency = Histogram::default();
+    let mut failures = Vec::new();
+    let mut name = Vec::with_capacity(NAME_MAX_PRINTED + 1);
+    let mut unreported = 0;
+    ready.wait();
+    for call in 0..options.calls {
+        name.clear();
+        match &options.name {
+            Some(fixed) => name.extend_from_slice(fixed.as_bytes()),
+            None => write!(name, "t{thread}-c{call}").expect("writing to a Vec cannot fail"),
+        }
+        name.push(0);
+        let cname = CStr::from_bytes_with_nul(&name).expect("one NUL, at the end");
+        let flags = if options.is_loud(call) {
+            HELLO_FLAG_LOUD
+        } else {
+            0
+        };
+        let args = HelloArgs::new(cname, flags);
+        let started = Instant::now();
+        let result = kernel.hello(&args);
+        latency.record(started.elapsed());
+        if let Err(errno) = result {
+            failures.push((call, errno));
+        }
+        unreported += 1;
+        if unreported == PROGRESS_BATCH {
+            progress(unreported);
+            unreported = 0;
+        }
+    }
+    progress(unreported);
+    Worker {
+        tid,
+        failures,
+        latency,
+    }
+}
+
+/// One expected log text: how often, and from which thread.
+struct Expected {
+    /// `None` when every thread greets the same name.
+    thread: Option<usize>,
+    want: u64,
+    got: u64,
+}
+
+/// The text `hello` logs for `name`: truncated as the kernel truncates.
+fn printed(name: &str) -> String {
+    let bytes = &name.as_bytes()[..name.len().min(NAME_MAX_PRINTED)];
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+/// Counts the records logged after position `start` against what the
+/// calls asked for.
+fn tally(
+    kernel: &Kernel,
+    options: &StressOptions,
+    start: usize,
+    workers: Vec<Worker>,
+    elapsed: Duration,
+) -> Summary {
+    let mut expected: HashMap<String, Expected> = HashMap::new();
+    let mut errors = BTreeMap::new();
+    let mut latency = Histogram::default();
+    let failed: BTreeSet<(usize, usize)> = workers
+        .iter()
+        .enumerate()
+        .flat_map(|(t, w)| w.failures.iter().map(move |&(c, _)| (t, c)))
+        .collect();
+    for w in &workers {
+        for (_, errno) in &w.failures {
+            *errors.entry(format!("{errno:?}")).or_insert(0) += 1;
+        }
+        latency.merge(&w.latency);
+    }
+    let mut expected_lines = 0;
+    for thread in 0..options.threads {
+        for call in 0..options.calls {
+            if failed.contains(&(thread, call)) {
+                continue;
+            }
+            let name = printed(&options.name_of(thread, call));
+            let owner = options.name.is_none().then_some(thread);
+            let mut expect = |text: String| {
+                expected_lines += 1;
+                expected
+                    .entry(text)
+                    .or_insert(Expected {
+                        thread: owner,
+                        want: 0,
+                        got: 0,
+                    })
+                    .want += 1;
+            };
+            expect(format!("Hello, {name}!"));
+            if options.is_loud(call) {
+                expect(format!("HELLO, {name}!!!"));
+            }
+        }
+    }
+
+    let tids: Vec<u32> = workers.iter().map(|w| w.tid).collect();
+    let mut lines_captured = 0;
+    let mut lines_unexpected = 0;
+    let mut wrong_caller = 0;
+    let mut unexpected_samples = Vec::new();
+    let records = kernel.log();
+    for record in records.get(start..).unwrap_or_default() {
+        lines_captured += 1;
+        match expected.get_mut(&record.text) {
+            Some(e) => {
+                e.got += 1;
+                let right_task = match (e.thread, record.caller) {
+                    (Some(t), Some(Caller::Task(tid))) => tids[t] == tid,
+                    (None, Some(Caller::Task(tid))) => tids.contains(&tid),
+                    _ => false,
+                };
+                if !right_task {
+                    wrong_caller += 1;
+                }
+            }
+            None => {
+                lines_unexpected += 1;
+                if unexpected_samples.len() < 10 {
+                    unexpected_samples.push(record.fmt_dmesg());
+                }
+            }
+        }
+    }
+    let mut lines_lost = 0;
+    let mut lines_duplicated = 0;
+    let mut lost_samples = Vec::new();
+    for (text, e) in &expected {
+        lines_lost += e.want.saturating_sub(e.got);
+        lines_duplicated += e.got.saturating_sub(e.want);
+        if e.got < e.want && lost_samples.len() < 10 {
+            lost_samples.push(text.clone());
+        }
+    }
+    lost_samples.sort();
+
+    let calls = options.total_calls();
+    Summary {
+        options: options.clone(),
+        calls,
+        loud_calls: options.loud_calls(),
+        errors,
+        expected_lines,
+        lines_captured,
+        lines_lost,
+        lines_duplicated,
+        lines_unexpected,
+        wrong_caller,
+        unexpected_samples,
+        lost_samples,
+        elapsed,
+        calls_per_sec: calls as f64 / elapsed.as_secs_f64().max(f64::MIN_POSITIVE),
+        latency_p50_ns: latency.percentile(50.0),
+        latency_p99_ns: latency.percentile(99.0),
+    }
+}
+
+/// Sub-buckets per power of two: latencies are kept to within 1/32
+/// (about 3 %) for the price of one array increment per call.
+const SUB_BUCKET_BITS: u32 = 5;
+const SUB_BUCKETS: usize = 1 << SUB_BUCKET_BITS;
+/// Buckets to cover every `u64` nanosecond count.
+const BUCKETS: usize = SUB_BUCKETS * (64 - SUB_BUCKET_BITS as usize + 1);
+
+/// A log-linear latency histogram in nanoseconds (HDR-style).
+#[derive(Clone, Debug)]
+pub struct Histogram {
+    buckets: Vec<u64>,
+    count: u64,
+}
+
+impl Default for Histogram {
+    fn default() -> Self {
+        Histogram {
+            buckets: vec![0; BUCKETS],
+            count: 0,
+        }
+    }
+}
+
+impl Histogram {
+    fn bucket(ns: u64) -> usize {
+        if ns < SUB_BUCKETS as u64 {
+            return ns as usize;
+        }
+        let magnitude = 63 - ns.leading_zeros(); // >= SUB_BUCKET_BITS
+        let shift = magnitude - SUB_BUCKET_BITS;
+        let sub = (ns >> shift) as usize & (SUB_BUCKETS - 1);
+        SUB_BUCKETS * (shift as usize + 1) + sub
+    }
+
+    /// The smallest value that falls into bucket `index`.
+    fn lower_bound(index: usize) -> u64 {
+        if index < SUB_BUCKETS {
+            return index as u64;
+        }
+        let shift = (index / SUB_BUCKETS - 1) as u32;
+        let sub = (index % SUB_BUCKETS) as u64;
+        (SUB_BUCKETS as u64 + sub) << shift
+    }
+
+    /// Adds one measurement.
+    pub fn record(&mut self, latency: Duration) {
+        let ns = u64::try_from(latency.as_nanos()).unwrap_or(u64::MAX);
+        self.buckets[Self::bucket(ns)] += 1;
+        self.count += 1;
+    }
+
+    /// Adds another histogram's measurements.
+    pub fn merge(&mut self, other: &Histogram) {
+        for (mine, theirs) in self.buckets.iter_mut().zip(&other.buckets) {
+            *mine += theirs;
+        }
+        self.count += other.count;
+    }
+
+    /// Measurements recorded.
+    pub fn count(&self) -> u64 {
+        self.count
+    }
+
+    /// The `p`-th percentile (0–100), in nanoseconds (the lower bound of
+    /// its bucket); 0 when empty.
+    pub fn percentile(&self, p: f64) -> u64 {
+        if self.count == 0 {
+            return 0;
+        }
+        let rank = ((p / 100.0) * self.count as f64).ceil().max(1.0) as u64;
+        let mut seen = 0;
+        for (index, n) in self.buckets.iter().enumerate() {
+            seen += n;
+            if seen >= rank {
+                return Self::lower_bound(index);
+            }
+        }
+        Self::lower_bound(BUCKETS - 1)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn histogram_buckets_round_trip_within_three_percent() {
+        for ns in [
+            0,
+            1,
+            31,
+            32,
+            33,
+            1000,
+            1234,
+            98_765,
+            5_000_000_000,
+            u64::MAX,
+        ] {
+            let lower = Histogram::lower_bound(Histogram::bucket(ns));
+            assert!(lower <= ns, "{ns}: {lower}");
+            assert!(ns - lower <= ns / 32, "{ns}: {lower}");
+        }
+    }
+
+    #[test]
+    fn histogram_percentiles() {
+        let mut h = Histogram::default();
+        for ns in 1..=100u64 {
+            h.record(Duration::from_nanos(ns * 1000));
+        }
+        assert_eq!(h.count(), 100);
+        let p50 = h.percentile(50.0);
+        assert!((48_000..=50_000).contains(&p50), "{p50}");
+        let p99 = h.percentile(99.0);
+        assert!((96_000..=99_000).contains(&p99), "{p99}");
+        assert_eq!(Histogram::default().percentile(50.0), 0);
+    }
+
+    #[test]
+    fn every_fourth_call_is_loud() {
+        let options = StressOptions {
+            threads: 3,
+            calls: 10,
+            ..StressOptions::default()
+        };
+        let loud: Vec<usize> = (0..10).filter(|&c| options.is_loud(c)).collect();
+        assert_eq!(loud, [3, 7]);
+        assert_eq!(options.loud_calls(), 6);
+        assert_eq!(options.name_of(2, 9), "t2-c9");
+    }
+
+    #[test]
+    fn long_names_are_expected_truncated_like_the_kernel_does() {
+        assert_eq!(printed(&"x".repeat(200)).len(), NAME_MAX_PRINTED);
+        assert_eq!(printed("short"), "short");
+    }
+}

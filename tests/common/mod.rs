@@ -1,0 +1,286 @@
+//! Helpers shared by the integration tests.
+
+#![allow(dead_code)]
+
+use lkl_harness::{BootOptions, Kernel};
+
+/// Boots a private kernel with default options; a kernel that cannot be
+/// built or booted fails the test with the reason and the log.
+pub fn boot() -> Kernel {
+    boot_with(BootOptions::default())
+}
+
+/// Boots a private kernel with `options`.
+pub fn boot_with(options: BootOptions) -> Kernel {
+    match Kernel::boot(options) {
+        Ok(kernel) => kernel,
+        Err(err) => panic!("the kernel did not boot: {err}"),
+    }
+}
+
+/// A NUL-terminated C string from a Rust one, for path arguments.
+pub fn cstr(s: &str) -> std::ffi::CString {
+    std::ffi::CString::new(s).expect("no NUL in test strings")
+}
+
+/// The text of a fixed-size C char array.
+pub fn from_c_chars(chars: &[std::ffi::c_char]) -> String {
+    let bytes: Vec<u8> = chars
+        .iter()
+        .take_while(|&&c| c != 0)
+        .map(|&c| c as u8)
+        .collect();
+    String::from_utf8_lossy(&bytes).into_owned()
+}
+
+// ---------------------------------------------------------------------
+// Helpers for the hello() and uaccess tests.
+// ---------------------------------------------------------------------
+
+use std::sync::Mutex;
+
+use lkl_harness::{sys, Record};
+
+/// `KERN_INFO`.
+pub const KERN_INFO: u8 = 6;
+
+/// Longest name the kernel prints, in bytes (its `HELLO_NAME_MAX` less the
+/// NUL). Kernel-internal, so not in the UAPI headers: this is the contract.
+pub const HELLO_NAME_PRINTED_MAX: usize = 63;
+
+/// The greetings hello() logs for `name` (already as the kernel read it)
+/// with or without `HELLO_FLAG_LOUD`: the test-side oracle, independent of
+/// the harness.
+pub fn greetings(name: &[u8], loud: bool) -> Vec<String> {
+    let name = &name[..name.len().min(HELLO_NAME_PRINTED_MAX)];
+    let name = String::from_utf8_lossy(name);
+    let mut lines = vec![format!("Hello, {name}!")];
+    if loud {
+        lines.push(format!("HELLO, {name}!!!"));
+    }
+    lines
+}
+
+/// The texts of `records`.
+pub fn texts(records: &[Record]) -> Vec<String> {
+    records.iter().map(|r| r.text.clone()).collect()
+}
+
+/// Runs `f` and returns its result with the records it logged: the log is
+/// drained before and after.
+pub fn logged<R>(kernel: &Kernel, f: impl FnOnce() -> R) -> (R, Vec<Record>) {
+    kernel.take_log();
+    let r = f();
+    (r, kernel.take_log())
+}
+
+/// The calling thread's kernel tid.
+pub fn gettid(kernel: &Kernel) -> i64 {
+    kernel.syscall(sys::__NR_gettid, &[]).expect("gettid")
+}
+
+/// The host page size.
+pub fn page_size() -> usize {
+    // SAFETY: sysconf has no preconditions.
+    let size = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+    usize::try_from(size).expect("a page size")
+}
+
+/// Anonymous, zeroed, read-write pages of our own, some of which may be
+/// made inaccessible or unmapped. Only the pages still mapped are unmapped
+/// on drop, so an address range handed back to the system and reused by
+/// another thread is never touched.
+pub struct Pages {
+    base: usize,
+    count: usize,
+    unmapped: Vec<bool>,
+}
+
+impl Pages {
+    /// Maps `count` read-write pages.
+    pub fn new(count: usize) -> Pages {
+        let len = count * page_size();
+        // SAFETY: an anonymous private mapping at an address of the
+        // system's choosing; it overlaps nothing of ours.
+        let base = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                len,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+                -1,
+                0,
+            )
+        };
+        assert_ne!(base, libc::MAP_FAILED, "mmap of {count} pages");
+        Pages {
+            base: base as usize,
+            count,
+            unmapped: vec![false; count],
+        }
+    }
+
+    /// The address of page `i`.
+    pub fn page(&self, i: usize) -> usize {
+        assert!(i <= self.count);
+        self.base + i * page_size()
+    }
+
+    /// Gives page `i` protection `prot`.
+    pub fn protect(&self, i: usize, prot: libc::c_int) {
+        assert!(!self.unmapped[i]);
+        // SAFETY: page `i` is ours and mapped; no reference into it lives
+        // (we only ever access it through raw pointers, briefly).
+        let rc = unsafe { libc::mprotect(self.page(i) as *mut libc::c_void, page_size(), prot) };
+        assert_eq!(rc, 0, "mprotect");
+    }
+
+    /// Unmaps page `i`: its address becomes (for now) a hole.
+    pub fn unmap(&mut self, i: usize) {
+        assert!(!self.unmapped[i]);
+        // SAFETY: as for protect.
+        let rc = unsafe { libc::munmap(self.page(i) as *mut libc::c_void, page_size()) };
+        assert_eq!(rc, 0, "munmap");
+        self.unmapped[i] = true;
+    }
+
+    /// Copies `bytes` to `addr`, which must lie in our read-write pages.
+    pub fn write(&self, addr: usize, bytes: &[u8]) {
+        assert!(addr >= self.base && addr + bytes.len() <= self.page(self.count));
+        // SAFETY: the range is inside our mapping (checked above) and the
+        // caller keeps those pages read-write; nothing else references
+        // them.
+        unsafe { std::ptr::copy_nonoverlapping(bytes.as_ptr(), addr as *mut u8, bytes.len()) };
+    }
+
+    /// Sets `len` bytes at `addr` to `byte`.
+    pub fn fill(&self, addr: usize, len: usize, byte: u8) {
+        assert!(addr >= self.base && addr + len <= self.page(self.count));
+        // SAFETY: as for write.
+        unsafe { std::ptr::write_bytes(addr as *mut u8, byte, len) };
+    }
+}
+
+impl Drop for Pages {
+    fn drop(&mut self) {
+        for (i, &gone) in self.unmapped.iter().enumerate() {
+            if !gone {
+                // SAFETY: page `i` is still our mapping.
+                unsafe { libc::munmap(self.page(i) as *mut libc::c_void, page_size()) };
+            }
+        }
+    }
+}
+
+/// The kernel's page arena as its boot log gives it
+/// (`lkl: memory: N KiB at <hex>`): (start, length). Call it before the
+/// boot log is drained.
+pub fn arena(kernel: &Kernel) -> (usize, usize) {
+    let log = kernel.log();
+    let line = log
+        .iter()
+        .find_map(|r| r.text.strip_prefix("lkl: memory: "))
+        .unwrap_or_else(|| panic!("no `lkl: memory:` line in\n{}", kernel.dmesg()));
+    let (kib, addr) = line
+        .split_once(" KiB at ")
+        .unwrap_or_else(|| panic!("unexpected memory line {line:?}"));
+    let kib: usize = kib.trim().parse().expect("KiB");
+    let addr = usize::from_str_radix(addr.trim().trim_start_matches("0x"), 16).expect("address");
+    assert!(addr != 0 && kib > 0, "{line:?}");
+    (addr, kib << 10)
+}
+
+/// One line of `/proc/self/maps`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MapLine {
+    /// First address.
+    pub start: usize,
+    /// One past the last address.
+    pub end: usize,
+    /// `rwxp`-style permissions.
+    pub perms: String,
+    /// The mapped file, if any.
+    pub path: String,
+}
+
+/// Our mappings of private kernel library copies (`lkl-*.so`).
+pub fn kernel_library_maps() -> Vec<MapLine> {
+    let maps = std::fs::read_to_string("/proc/self/maps").expect("/proc/self/maps");
+    maps.lines()
+        .filter_map(|line| {
+            let mut fields = line.split_whitespace();
+            let range = fields.next()?;
+            let perms = fields.next()?.to_string();
+            let path = fields.nth(3).unwrap_or("").to_string();
+            let file = path.rsplit('/').next().unwrap_or("");
+            if !(file.starts_with("lkl-") && file.contains(".so")) {
+                return None;
+            }
+            let (start, end) = range.split_once('-')?;
+            Some(MapLine {
+                start: usize::from_str_radix(start, 16).ok()?,
+                end: usize::from_str_radix(end, 16).ok()?,
+                perms,
+                path,
+            })
+        })
+        .collect()
+}
+
+/// Serialises [`boot_locating_image`]: a boot that maps a library while
+/// another one is looked for would be mistaken for it.
+static IMAGE_BOOT: Mutex<()> = Mutex::new(());
+
+/// Boots a private kernel and finds the mappings of its own library copy
+/// (the new `lkl-*.so` mappings the boot made). Every boot of a test binary
+/// that uses this must go through it.
+pub fn boot_locating_image() -> (Kernel, Vec<MapLine>) {
+    let _serial = IMAGE_BOOT.lock().unwrap_or_else(|e| e.into_inner());
+    let before = kernel_library_maps();
+    let kernel = boot();
+    let new: Vec<MapLine> = kernel_library_maps()
+        .into_iter()
+        .filter(|m| !before.iter().any(|b| b.path == m.path))
+        .collect();
+    let mut paths: Vec<&str> = new.iter().map(|m| m.path.as_str()).collect();
+    paths.dedup();
+    assert_eq!(paths.len(), 1, "one new kernel library mapped: {new:?}");
+    (kernel, new)
+}
+
+/// Mounts proc on /proc.
+pub fn mount_proc(kernel: &Kernel) {
+    let at_fdcwd = sys::AT_FDCWD as i64;
+    let dir = cstr("/proc");
+    let fstype = cstr("proc");
+    kernel
+        .syscall(sys::__NR_mkdirat, &[at_fdcwd, dir.as_ptr() as i64, 0o555])
+        .expect("mkdir /proc");
+    kernel
+        .syscall(
+            sys::__NR_mount,
+            &[
+                fstype.as_ptr() as i64,
+                dir.as_ptr() as i64,
+                fstype.as_ptr() as i64,
+                0,
+                0,
+            ],
+        )
+        .expect("mount proc");
+}
+
+/// Ends a test: fails it if the kernel logged a warning, a BUG, an oops,
+/// a lockdep report or a hung task (before or while halting), then halts.
+pub fn finish(kernel: Kernel) {
+    if let Err(err) = kernel.check_log() {
+        panic!("{err}");
+    }
+    let host = kernel.host().clone();
+    if let Err(err) = kernel.halt() {
+        panic!("the kernel did not halt cleanly: {err}");
+    }
+    if let Err(err) = lkl_harness::check::check_records(&host.console().records()) {
+        panic!("while halting: {err}");
+    }
+}

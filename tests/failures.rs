@@ -1,0 +1,193 @@
+//! Failure detection: a kernel that warns, panics, hangs while booting or
+//! stops answering fails the test, with the kernel log, instead of passing
+//! or hanging `cargo test`.
+
+mod common;
+
+use std::io::Read as _;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{boot, boot_with, finish};
+use lkl_harness::check::WATCHDOG_EXIT_STATUS;
+use lkl_harness::{sys, BootOptions, Error, Kernel};
+
+fn boot_options(cmdline: &str) -> BootOptions {
+    BootOptions {
+        cmdline: cmdline.into(),
+        ..BootOptions::default()
+    }
+}
+
+#[test]
+fn a_clean_boot_passes_the_log_check() {
+    let kernel = boot();
+    assert_eq!(kernel.check_log().ok(), Some(()), "{}", kernel.dmesg());
+    finish(kernel);
+}
+
+#[test]
+fn a_warn_during_boot_fails_check_log_naming_the_warning_line() {
+    let kernel = boot_with(boot_options("lkl_test_warn=1"));
+    let Err(Error::Splat { lines, log }) = kernel.check_log() else {
+        panic!(
+            "lkl_test_warn=1 must fail the log check:\n{}",
+            kernel.dmesg()
+        );
+    };
+    assert!(
+        lines.iter().any(|l| l.contains("WARNING:")),
+        "the WARNING line is named: {lines:?}"
+    );
+    assert!(
+        log.contains("lkl_test_warn was given on the command line"),
+        "the whole log comes with it: {log}"
+    );
+    assert!(log.contains("Linux version 6.12"), "{log}");
+    let message = Error::Splat { lines, log }.to_string();
+    assert!(message.contains("the kernel reported a bug"), "{message}");
+    // The kernel carries on after a WARN: it still answers and halts.
+    assert_eq!(kernel.syscall(sys::__NR_getpid, &[]), Ok(1));
+    kernel.halt().expect("halt");
+}
+
+#[test]
+#[should_panic(expected = "the kernel reported a bug")]
+fn finish_fails_a_test_whose_kernel_warned() {
+    finish(boot_with(boot_options("lkl_test_warn=1")));
+}
+
+#[test]
+fn a_panic_during_boot_is_error_panic_with_the_message_and_log() {
+    let err = Kernel::boot(boot_options("lkl_test_panic=1"))
+        .err()
+        .expect("a panicking boot is an error");
+    let Error::Panic { message, log } = &err else {
+        panic!("expected Error::Panic, got {err}");
+    };
+    assert!(
+        message.contains("lkl_test_panic was given on the command line"),
+        "{message}"
+    );
+    assert!(log.contains("Linux version 6.12"), "{log}");
+    assert!(log.contains("Kernel panic"), "{log}");
+    assert!(err.to_string().contains("Kernel log:"), "{err}");
+}
+
+#[test]
+fn a_hung_boot_is_error_boot_timeout_with_the_log() {
+    let timeout = Duration::from_secs(2);
+    let err = Kernel::boot(BootOptions {
+        boot_timeout: timeout,
+        ..boot_options("lkl_test_hang=1")
+    })
+    .err()
+    .expect("a boot that never finishes is an error");
+    let Error::BootTimeout {
+        timeout: reported,
+        log,
+    } = &err
+    else {
+        panic!("expected Error::BootTimeout, got {err}");
+    };
+    assert_eq!(*reported, timeout);
+    assert!(
+        log.contains("Kernel command line: mem=64M lkl_test_hang=1"),
+        "{log}"
+    );
+    assert!(err.to_string().contains("did not finish booting"), "{err}");
+}
+
+/// Selects the child role of the watchdog test.
+const WATCHDOG_CHILD: &str = "LKL_HARNESS_WATCHDOG_CHILD";
+/// The test below, by name, for the child's command line.
+const WATCHDOG_TEST: &str = "a_system_call_that_never_returns_trips_the_watchdog";
+
+/// The child role: a system call that sleeps an hour under a 1 s
+/// watchdog. The watchdog ends the process; returning is a failure.
+fn watchdog_child() {
+    let kernel = boot();
+    let _watchdog = kernel.watchdog(Duration::from_secs(1));
+    let an_hour = sys::__kernel_timespec {
+        tv_sec: 3600,
+        tv_nsec: 0,
+    };
+    let ret = kernel.syscall(sys::__NR_nanosleep, &[&an_hour as *const _ as i64, 0]);
+    panic!("nanosleep of an hour returned {ret:?}: the watchdog did not fire");
+}
+
+#[test]
+fn a_system_call_that_never_returns_trips_the_watchdog() {
+    if std::env::var_os(WATCHDOG_CHILD).is_some() {
+        return watchdog_child();
+    }
+    // Run this very test again in a child process, in the child role: the
+    // watchdog ends the process it runs in.
+    let mut child = Command::new(std::env::current_exe().expect("the test binary"))
+        .args(["--exact", WATCHDOG_TEST, "--nocapture", "--test-threads=1"])
+        .env(WATCHDOG_CHILD, "1")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn the test binary");
+    let mut stderr = child.stderr.take().expect("piped stderr");
+    let reader = std::thread::spawn(move || {
+        let mut text = String::new();
+        let _ = stderr.read_to_string(&mut text);
+        text
+    });
+    // Generous: the child boots a kernel (slow in debug builds) before
+    // the 1 s watchdog starts.
+    let bound = Duration::from_secs(120);
+    let started = Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait for the child") {
+            break status;
+        }
+        if started.elapsed() > bound {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!(
+                "the child still ran after {bound:?}: the watchdog did not end it\n{}",
+                reader.join().unwrap_or_default()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let stderr = reader.join().expect("stderr reader");
+    assert_eq!(
+        status.code(),
+        Some(WATCHDOG_EXIT_STATUS),
+        "the child exits with the watchdog's status; stderr:\n{stderr}"
+    );
+    assert!(
+        stderr.contains("lkl-harness watchdog: the kernel did not answer within 1s"),
+        "the message: {stderr}"
+    );
+    assert!(
+        stderr.contains("Kernel log:") && stderr.contains("Linux version 6.12"),
+        "the log: {stderr}"
+    );
+    assert!(
+        !stderr.contains("the watchdog did not fire"),
+        "the system call never returned: {stderr}"
+    );
+}
+
+#[test]
+fn a_disarmed_watchdog_does_not_fire() {
+    let kernel = boot();
+    let watchdog = kernel.watchdog(Duration::from_millis(50));
+    drop(watchdog);
+    // Sleep in the kernel past the timeout: had the watchdog fired, this
+    // process would have exited.
+    let request = sys::__kernel_timespec {
+        tv_sec: 0,
+        tv_nsec: 200_000_000,
+    };
+    assert_eq!(
+        kernel.syscall(sys::__NR_nanosleep, &[&request as *const _ as i64, 0]),
+        Ok(0)
+    );
+    finish(kernel);
+}

@@ -1,0 +1,246 @@
+//! The kernel library itself: it is real Linux, it boots, takes system
+//! calls from many threads, keeps time and halts.
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use common::{boot, boot_with, cstr, from_c_chars};
+use lkl_harness::{sys, BootOptions, Errno, Kernel};
+
+#[test]
+fn only_the_lkl_api_is_global_in_the_static_library() {
+    let out = Command::new("nm")
+        .args(["-g", "--defined-only", env!("LKL_STATIC_LIBRARY")])
+        .output()
+        .expect("nm runs");
+    assert!(out.status.success(), "nm failed: {out:?}");
+    let symbols: Vec<String> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| l.split_whitespace().nth(2).map(str::to_string))
+        .collect();
+    assert!(symbols.len() >= 3, "expected the lkl_* API in {symbols:?}");
+    for sym in &symbols {
+        assert!(sym.starts_with("lkl_"), "non-API global symbol {sym}");
+    }
+}
+
+#[test]
+fn boot_log_has_the_version_and_command_line() {
+    let kernel = boot_with(BootOptions {
+        cmdline: "lkl_test_marker=1".into(),
+        ..BootOptions::default()
+    });
+    let log = kernel.dmesg();
+    let first = kernel.log().into_iter().next().expect("a log");
+    assert!(
+        first.text.starts_with("Linux version 6.12"),
+        "first record: {first:?}"
+    );
+    assert!(
+        log.contains("Kernel command line: mem=64M lkl_test_marker=1"),
+        "{log}"
+    );
+    assert!(log.contains("Run /init as init process"), "{log}");
+    kernel.halt().expect("halt");
+}
+
+#[test]
+fn uname_says_linux_on_lkl() {
+    let kernel = boot();
+    let mut uts = sys::new_utsname::default();
+    kernel
+        .syscall(sys::__NR_uname, &[&mut uts as *mut _ as i64])
+        .expect("uname");
+    assert_eq!(from_c_chars(&uts.sysname), "Linux");
+    assert_eq!(from_c_chars(&uts.machine), "lkl");
+    assert!(from_c_chars(&uts.release).starts_with("6.12"));
+}
+
+#[test]
+fn getpid_and_gettid_answer_for_the_calling_thread() {
+    let kernel = boot();
+    let pid = kernel.syscall(sys::__NR_getpid, &[]).expect("getpid");
+    let tid = kernel.syscall(sys::__NR_gettid, &[]).expect("gettid");
+    assert_eq!(pid, 1, "host threads are threads of pid 1");
+    assert!(tid > 1, "the calling thread has a task of its own: {tid}");
+    // The same thread keeps its task.
+    assert_eq!(kernel.syscall(sys::__NR_gettid, &[]), Ok(tid));
+}
+
+#[test]
+fn eight_threads_calling_at_once_get_distinct_tasks() {
+    let kernel = boot();
+    let tids: Vec<i64> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..8)
+            .map(|_| {
+                s.spawn(|| {
+                    let tid = kernel.syscall(sys::__NR_gettid, &[]).expect("gettid");
+                    for _ in 0..200 {
+                        assert_eq!(kernel.syscall(sys::__NR_gettid, &[]), Ok(tid));
+                        assert_eq!(kernel.syscall(sys::__NR_getpid, &[]), Ok(1));
+                    }
+                    tid
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("thread"))
+            .collect()
+    });
+    let distinct: BTreeSet<i64> = tids.iter().copied().collect();
+    assert_eq!(distinct.len(), 8, "tids: {tids:?}");
+}
+
+#[test]
+fn nanosleep_sleeps_and_the_monotonic_clock_advances() {
+    let kernel = boot();
+    let mut before = sys::__kernel_timespec::default();
+    let mut after = sys::__kernel_timespec::default();
+    let monotonic = 1; // CLOCK_MONOTONIC is ABI, but not in the UAPI headers bindgen reads
+    kernel
+        .syscall(
+            sys::__NR_clock_gettime,
+            &[monotonic, &mut before as *mut _ as i64],
+        )
+        .expect("clock_gettime");
+    let request = sys::__kernel_timespec {
+        tv_sec: 0,
+        tv_nsec: 20_000_000,
+    };
+    let started = Instant::now();
+    kernel
+        .syscall(sys::__NR_nanosleep, &[&request as *const _ as i64, 0])
+        .expect("nanosleep");
+    let slept = started.elapsed();
+    kernel
+        .syscall(
+            sys::__NR_clock_gettime,
+            &[monotonic, &mut after as *mut _ as i64],
+        )
+        .expect("clock_gettime");
+    assert!(slept >= Duration::from_millis(20), "slept only {slept:?}");
+    let kernel_ns =
+        (after.tv_sec - before.tv_sec) * 1_000_000_000 + (after.tv_nsec - before.tv_nsec);
+    assert!(
+        kernel_ns >= 20_000_000,
+        "kernel clock advanced {kernel_ns} ns"
+    );
+}
+
+#[test]
+fn sysinfo_reports_the_memory_it_was_given() {
+    let kernel = boot_with(BootOptions {
+        mem_mib: 48,
+        ..BootOptions::default()
+    });
+    let mut info = sys::sysinfo::default();
+    kernel
+        .syscall(sys::__NR_sysinfo, &[&mut info as *mut _ as i64])
+        .expect("sysinfo");
+    // All of mem= is RAM; what the page allocator manages is that less
+    // the page array and the boot reservations.
+    assert!(
+        kernel.dmesg().contains("/49152K available"),
+        "{}",
+        kernel.dmesg()
+    );
+    let total = info.totalram * u64::from(info.mem_unit);
+    assert!(
+        total <= 48 << 20 && total > 46 << 20,
+        "totalram {total} for mem=48M"
+    );
+    assert!(info.freeram > 0 && info.freeram < total);
+    assert!(info.procs >= 3, "kthreadd, init and more: {}", info.procs);
+}
+
+#[test]
+fn proc_version_reads_through_open_and_read() {
+    let kernel = boot();
+    let at_fdcwd = sys::AT_FDCWD as i64;
+    let dir = cstr("/proc");
+    let fstype = cstr("proc");
+    kernel
+        .syscall(sys::__NR_mkdirat, &[at_fdcwd, dir.as_ptr() as i64, 0o555])
+        .expect("mkdir /proc");
+    kernel
+        .syscall(
+            sys::__NR_mount,
+            &[
+                fstype.as_ptr() as i64,
+                dir.as_ptr() as i64,
+                fstype.as_ptr() as i64,
+                0,
+                0,
+            ],
+        )
+        .expect("mount proc");
+    let path = cstr("/proc/version");
+    let fd = kernel
+        .syscall(
+            sys::__NR_openat,
+            &[at_fdcwd, path.as_ptr() as i64, sys::O_RDONLY as i64, 0],
+        )
+        .expect("open /proc/version");
+    let mut buf = vec![0u8; 512];
+    let n = kernel
+        .syscall(
+            sys::__NR_read,
+            &[fd, buf.as_mut_ptr() as i64, buf.len() as i64],
+        )
+        .expect("read");
+    kernel.syscall(sys::__NR_close, &[fd]).expect("close");
+    let text = String::from_utf8_lossy(&buf[..n as usize]);
+    assert!(text.starts_with("Linux version 6.12"), "{text}");
+    // A missing file is the kernel's ENOENT, not a stub's.
+    let missing = cstr("/proc/no-such-file");
+    assert_eq!(
+        kernel.syscall(
+            sys::__NR_openat,
+            &[at_fdcwd, missing.as_ptr() as i64, sys::O_RDONLY as i64, 0]
+        ),
+        Err(Errno::ENOENT)
+    );
+}
+
+#[test]
+fn two_kernels_in_one_process_are_independent() {
+    let a = boot_with(BootOptions {
+        cmdline: "lkl_instance=a".into(),
+        ..BootOptions::default()
+    });
+    let b = boot_with(BootOptions {
+        cmdline: "lkl_instance=b".into(),
+        ..BootOptions::default()
+    });
+    let path = cstr("/only-in-a");
+    let at_fdcwd = sys::AT_FDCWD as i64;
+    a.syscall(sys::__NR_mkdirat, &[at_fdcwd, path.as_ptr() as i64, 0o755])
+        .expect("mkdir in a");
+    assert_eq!(
+        b.syscall(sys::__NR_mkdirat, &[at_fdcwd, path.as_ptr() as i64, 0o755]),
+        Ok(0),
+        "b has its own rootfs"
+    );
+    assert_eq!(
+        a.syscall(sys::__NR_mkdirat, &[at_fdcwd, path.as_ptr() as i64, 0o755]),
+        Err(Errno::EEXIST)
+    );
+    assert!(a.dmesg().contains("lkl_instance=a") && !a.dmesg().contains("lkl_instance=b"));
+    assert!(b.dmesg().contains("lkl_instance=b") && !b.dmesg().contains("lkl_instance=a"));
+    a.halt().expect("halt a");
+    assert_eq!(b.syscall(sys::__NR_getpid, &[]), Ok(1), "b lives on");
+    b.halt().expect("halt b");
+}
+
+#[test]
+fn halt_returns_and_logs_the_power_off() {
+    let kernel: Kernel = boot();
+    let host = kernel.host().clone();
+    kernel.halt().expect("halt");
+    let log = host.console().dmesg();
+    assert!(log.contains("reboot: Power down"), "{log}");
+}
