@@ -159,23 +159,29 @@ fn have_libclang() -> bool {
     if env::var_os("LIBCLANG_PATH").is_some() {
         return true;
     }
-    ["/usr/lib", "/usr/lib/x86_64-linux-gnu", "/usr/lib64"]
+    // libclang.so, libclang.so.1 or libclang-14.so.1 -- not
+    // libclang-cpp.so, which bindgen cannot use.
+    let is_libclang = |name: &str| {
+        name.starts_with("libclang.so")
+            || name.strip_prefix("libclang-").is_some_and(|rest| {
+                rest.starts_with(|c: char| c.is_ascii_digit()) && rest.contains(".so")
+            })
+    };
+    let mut dirs: Vec<PathBuf> = ["/usr/lib", "/usr/lib/x86_64-linux-gnu", "/usr/lib64"]
         .iter()
+        .map(PathBuf::from)
+        .collect();
+    dirs.extend(
+        fs::read_dir("/usr/lib")
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter(|e| e.file_name().to_string_lossy().starts_with("llvm-"))
+            .map(|e| e.path().join("lib")),
+    );
+    dirs.iter()
         .flat_map(|dir| fs::read_dir(dir).into_iter().flatten().flatten())
-        .chain(
-            fs::read_dir("/usr/lib")
-                .into_iter()
-                .flatten()
-                .flatten()
-                .filter(|e| e.file_name().to_string_lossy().starts_with("llvm-"))
-                .flat_map(|e| {
-                    fs::read_dir(e.path().join("lib"))
-                        .into_iter()
-                        .flatten()
-                        .flatten()
-                }),
-        )
-        .any(|e| e.file_name().to_string_lossy().starts_with("libclang"))
+        .any(|e| is_libclang(&e.file_name().to_string_lossy()))
 }
 
 /// Installs missing build tools with apt-get when running as root on
