@@ -35,6 +35,8 @@ static struct {
 	unsigned long owner;
 	unsigned int count;
 	unsigned int sleepers;
+	/* A sleeper was woken and has not looked at the CPU yet. */
+	bool waking;
 	bool irqs_pending;
 	bool shutdown;
 } cpu;
@@ -58,6 +60,8 @@ int lkl_cpu_init(void)
  * lkl_cpu_get() - take the CPU on the calling host thread
  *
  * Waits while another thread owns it; nests if this thread already does.
+ * Only one waiter at a time is woken to retry (see lkl_cpu_put()), so a
+ * busy CPU costs its waiters no host wake-ups beyond that one.
  *
  * Return: 0, or -ESHUTDOWN once the kernel has been halted.
  */
@@ -71,6 +75,8 @@ int lkl_cpu_get(void)
 		lkl_ops->mutex_unlock(cpu.lock);
 		lkl_ops->sem_down(cpu.sem);
 		lkl_ops->mutex_lock(cpu.lock);
+		cpu.sleepers--;
+		cpu.waking = false;
 	}
 	if (cpu.shutdown) {
 		lkl_ops->mutex_unlock(cpu.lock);
@@ -132,8 +138,8 @@ void lkl_cpu_put(void)
 
 	if (--cpu.count == 0) {
 		cpu.owner = 0;
-		if (cpu.sleepers) {
-			cpu.sleepers--;
+		if (cpu.sleepers && !cpu.waking) {
+			cpu.waking = true;
 			lkl_ops->sem_up(cpu.sem);
 		}
 	}
@@ -187,12 +193,12 @@ bool lkl_cpu_irqs_pending(void)
  */
 void lkl_cpu_shutdown(void)
 {
+	unsigned int i;
+
 	lkl_ops->mutex_lock(cpu.lock);
 	cpu.shutdown = true;
-	while (cpu.sleepers) {
-		cpu.sleepers--;
+	for (i = 0; i < cpu.sleepers; i++)
 		lkl_ops->sem_up(cpu.sem);
-	}
 	lkl_ops->mutex_unlock(cpu.lock);
 }
 
