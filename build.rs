@@ -125,6 +125,10 @@ fn run() -> Result<()> {
         paths.headers().join("include").display()
     );
     println!("cargo:rustc-env=LKL_BUILD_LOG={}", paths.log().display());
+    println!(
+        "cargo:rustc-env=LKL_SOURCE_TREE={}",
+        source_dir(&paths).display()
+    );
     Ok(())
 }
 

@@ -88,7 +88,8 @@ pub fn run(args: &BenchArgs, kernel: &KernelArgs, json: bool) -> Result<()> {
 
     let linked = Kernel::boot_linked(kernel.boot_options()).context("booting the linked kernel")?;
     getpid_round_trip(args, &linked, &mut report);
-    hello_cost(args, &linked, &mut report);
+    let hello_ns = hello_cost(args, &linked, &mut report);
+    user_copy_cost(args, hello_ns, &mut report);
     hello_throughput(args, &linked, &mut report);
     linked.halt()?;
 
@@ -250,7 +251,7 @@ fn getpid_round_trip(args: &BenchArgs, kernel: &Kernel, report: &mut Report) {
     );
 }
 
-fn hello_cost(args: &BenchArgs, kernel: &Kernel, report: &mut Report) {
+fn hello_cost(args: &BenchArgs, kernel: &Kernel, report: &mut Report) -> f64 {
     let options = StressOptions {
         threads: 1,
         calls: args.hello_calls.max(1),
@@ -259,17 +260,87 @@ fn hello_cost(args: &BenchArgs, kernel: &Kernel, report: &mut Report) {
     };
     let summary = stress::run(kernel, &options, &|_| {});
     kernel.take_log();
+    let per_call = summary.elapsed.as_nanos() as f64 / summary.calls as f64;
     report.add(
         "valid hello() call, one thread",
-        format!(
-            "{:.0}",
-            summary.elapsed.as_nanos() as f64 / summary.calls as f64
-        ),
+        format!("{per_call:.0}"),
         "ns/call",
         format!(
             "stress::run, 1 thread × {} quiet calls greeting \"world\"",
             options.calls
         ),
+    );
+    per_call
+}
+
+/// What fault safety costs: a 16-byte user copy as a plain memcpy, through
+/// the fault-safe fast path (memcpy under a recovery point), and through
+/// the fault path (process_vm_readv), and its share of a valid hello().
+fn user_copy_cost(args: &BenchArgs, hello_ns: f64, report: &mut Report) {
+    let copies = args.getpid_calls.max(1);
+    let user = [0x5au8; 16];
+    let mut kernel_buf = [0u8; 16];
+    let per_copy = |f: &mut dyn FnMut()| {
+        let started = Instant::now();
+        for _ in 0..copies {
+            f();
+        }
+        started.elapsed().as_nanos() as f64 / copies as f64
+    };
+    let memcpy = per_copy(&mut || {
+        let src = std::hint::black_box(user.as_ptr());
+        // SAFETY: both buffers are ours, 16 bytes, not overlapping.
+        unsafe { std::ptr::copy_nonoverlapping(src, kernel_buf.as_mut_ptr(), 16) };
+        std::hint::black_box(&kernel_buf);
+    });
+    let fast = per_copy(&mut || {
+        let src = std::hint::black_box(user.as_ptr());
+        std::hint::black_box(lkl_sim::uaccess::copy_from_user_slice(&mut kernel_buf, src));
+    });
+    let probe = per_copy(&mut || {
+        let src = std::hint::black_box(user.as_ptr());
+        std::hint::black_box(lkl_sim::uaccess::copy_from_user_slice_probe(
+            &mut kernel_buf,
+            src,
+        ));
+    });
+    let faulting = per_copy(&mut || {
+        let src = std::hint::black_box(std::ptr::null::<u8>());
+        std::hint::black_box(lkl_sim::uaccess::copy_from_user_slice(&mut kernel_buf, src));
+    });
+    let command = format!("{copies} × 16-byte copy, lkl_sim::uaccess");
+    report.add(
+        "user copy, plain memcpy (not fault-safe)",
+        format!("{memcpy:.1}"),
+        "ns",
+        command.clone(),
+    );
+    report.add(
+        "user copy, fault-safe fast path",
+        format!("{fast:.1}"),
+        "ns",
+        command.clone(),
+    );
+    report.add(
+        "user copy, process_vm_readv only",
+        format!("{probe:.1}"),
+        "ns",
+        command.clone(),
+    );
+    report.add(
+        "user copy that faults (NULL source)",
+        format!("{faulting:.1}"),
+        "ns",
+        command,
+    );
+    // A valid hello("world") makes two user copies: the struct, and the
+    // name's first word.
+    let share = 2.0 * (fast - memcpy).max(0.0) / hello_ns * 100.0;
+    report.add(
+        "fault safety's share of a valid hello()",
+        format!("{share:.1}"),
+        "%",
+        "2 copies × (fast path − memcpy) / valid hello() call".into(),
     );
 }
 
@@ -319,13 +390,8 @@ fn hello_throughput(args: &BenchArgs, kernel: &Kernel, report: &mut Report) {
 
 /// The kernel work tree and the config fragment `build.rs` uses.
 fn build_inputs() -> (PathBuf, PathBuf) {
-    let cache = Path::new(env!("LKL_SHARED_LIBRARY"))
-        .parent()
-        .expect("the library lives in the build cache")
-        .to_path_buf();
-    let tree = std::env::var_os("LINUX_SRC")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| cache.join("tree"));
+    // The (patched) source tree build.rs built from.
+    let tree = PathBuf::from(env!("LKL_SOURCE_TREE"));
     let fragment = Path::new(env!("CARGO_MANIFEST_DIR")).join("lkl/config/lkl.config");
     (tree, fragment)
 }
