@@ -7,7 +7,7 @@ use std::collections::BTreeSet;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::{boot, boot_with, cstr, from_c_chars};
+use common::{boot, boot_two_instances, boot_with, cstr, from_c_chars, mount_proc};
 use lkl_harness::{sys, BootOptions, Errno, Kernel};
 
 #[test]
@@ -161,23 +161,7 @@ fn sysinfo_reports_the_memory_it_was_given() {
 fn proc_version_reads_through_open_and_read() {
     let kernel = boot();
     let at_fdcwd = sys::AT_FDCWD as i64;
-    let dir = cstr("/proc");
-    let fstype = cstr("proc");
-    kernel
-        .syscall(sys::__NR_mkdirat, &[at_fdcwd, dir.as_ptr() as i64, 0o555])
-        .expect("mkdir /proc");
-    kernel
-        .syscall(
-            sys::__NR_mount,
-            &[
-                fstype.as_ptr() as i64,
-                dir.as_ptr() as i64,
-                fstype.as_ptr() as i64,
-                0,
-                0,
-            ],
-        )
-        .expect("mount proc");
+    mount_proc(&kernel);
     let path = cstr("/proc/version");
     let fd = kernel
         .syscall(
@@ -208,14 +192,7 @@ fn proc_version_reads_through_open_and_read() {
 
 #[test]
 fn two_kernels_in_one_process_are_independent() {
-    let a = boot_with(BootOptions {
-        cmdline: "lkl_instance=a".into(),
-        ..BootOptions::default()
-    });
-    let b = boot_with(BootOptions {
-        cmdline: "lkl_instance=b".into(),
-        ..BootOptions::default()
-    });
+    let (a, b) = boot_two_instances();
     let path = cstr("/only-in-a");
     let at_fdcwd = sys::AT_FDCWD as i64;
     a.syscall(sys::__NR_mkdirat, &[at_fdcwd, path.as_ptr() as i64, 0o755])

@@ -3,9 +3,9 @@
 
 mod common;
 
-use common::{boot, boot_with, texts};
+use common::{boot, boot_two_instances, texts};
 use lkl_harness::selftest::run_hello_selftest;
-use lkl_harness::{BootOptions, Kernel};
+use lkl_harness::Kernel;
 
 /// What the selftest's calls log, in order: the valid call, the loud one
 /// (two lines) and the larger struct with a zero tail. Every other call it
@@ -49,14 +49,7 @@ fn hello_selftest_greetings_are_in_the_kernel_log() {
 
 #[test]
 fn hello_selftest_calls_only_the_kernel_it_is_given() {
-    let a = boot_with(BootOptions {
-        cmdline: "lkl_instance=a".into(),
-        ..BootOptions::default()
-    });
-    let b = boot_with(BootOptions {
-        cmdline: "lkl_instance=b".into(),
-        ..BootOptions::default()
-    });
+    let (a, b) = boot_two_instances();
     a.take_log();
     b.take_log();
     assert_eq!(run_hello_selftest(&a).status, 0);

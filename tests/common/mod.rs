@@ -10,6 +10,18 @@ pub fn boot() -> Kernel {
     boot_with(BootOptions::default())
 }
 
+/// Boots two private kernels, told apart on their command lines by
+/// `lkl_instance=a` and `lkl_instance=b`.
+pub fn boot_two_instances() -> (Kernel, Kernel) {
+    let with = |name: &str| {
+        boot_with(BootOptions {
+            cmdline: format!("lkl_instance={name}"),
+            ..BootOptions::default()
+        })
+    };
+    (with("a"), with("b"))
+}
+
 /// Boots a private kernel with `options`.
 pub fn boot_with(options: BootOptions) -> Kernel {
     match Kernel::boot(options) {
