@@ -221,3 +221,35 @@ fn halt_returns_and_logs_the_power_off() {
     let log = host.console().dmesg();
     assert!(log.contains("reboot: Power down"), "{log}");
 }
+
+#[test]
+fn a_host_thread_that_exits_frees_its_kernel_task() {
+    let kernel = boot();
+    let procs = |kernel: &Kernel| {
+        let mut info = sys::sysinfo::default();
+        kernel
+            .syscall(sys::__NR_sysinfo, &[&mut info as *mut _ as i64])
+            .expect("sysinfo");
+        info.procs
+    };
+    let before = procs(&kernel);
+    let mut tids = BTreeSet::new();
+    for _round in 0..10 {
+        let round: Vec<i64> = std::thread::scope(|s| {
+            let handles: Vec<_> = (0..20)
+                .map(|_| s.spawn(|| kernel.syscall(sys::__NR_gettid, &[]).expect("gettid")))
+                .collect();
+            handles.into_iter().map(|h| h.join().expect("thread")).collect()
+        });
+        tids.extend(round);
+    }
+    assert_eq!(tids.len(), 200, "every thread had a task of its own");
+    // Each exited thread's task exits from the thread's TLS destructor;
+    // the count is back where it was (this thread's task included).
+    let after = procs(&kernel);
+    assert!(
+        after <= before + 1,
+        "{before} tasks before, {after} after 200 threads came and went"
+    );
+    common::finish(kernel);
+}
