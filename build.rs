@@ -38,6 +38,21 @@ const ALLOWED_UNDEFINED: &[&str] = &["_GLOBAL_OFFSET_TABLE_"];
 
 type Result<T> = std::result::Result<T, String>;
 
+/// Which kernel to build: `LKL_KERNEL=debug` adds lock debugging
+/// (lockdep) and list debugging from `lkl/config/debug.config`.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Variant {
+    Default,
+    Debug,
+}
+
+fn kernel_variant() -> Variant {
+    match env::var("LKL_KERNEL").as_deref() {
+        Ok("debug") => Variant::Debug,
+        _ => Variant::Default,
+    }
+}
+
 fn main() {
     if let Err(message) = run() {
         // A panic in build.rs prints its message in full: the user sees
@@ -60,13 +75,18 @@ impl Paths {
     /// between the Debian source and a developer's `LINUX_SRC` never
     /// rebuilds from scratch.
     fn build(&self) -> PathBuf {
+        let variant = match kernel_variant() {
+            Variant::Default => "",
+            Variant::Debug => "-debug",
+        };
         match env::var_os("LINUX_SRC") {
-            None => self.cache.join("build"),
+            None => self.cache.join(format!("build{variant}")),
             Some(dir) => {
                 use std::hash::{Hash, Hasher};
                 let mut hasher = std::collections::hash_map::DefaultHasher::new();
                 dir.hash(&mut hasher);
-                self.cache.join(format!("build-{:016x}", hasher.finish()))
+                self.cache
+                    .join(format!("build-{:016x}{variant}", hasher.finish()))
             }
         }
     }
@@ -96,6 +116,15 @@ fn run() -> Result<()> {
     println!("cargo:rerun-if-changed=lkl");
     println!("cargo:rerun-if-changed=harness/glue");
     println!("cargo:rerun-if-env-changed=LINUX_SRC");
+    println!("cargo:rerun-if-env-changed=LKL_KERNEL");
+    if let Ok(other) = env::var("LKL_KERNEL") {
+        if other != "debug" && !other.is_empty() {
+            return Err(format!(
+                "LKL_KERNEL={other}: the kernels are the default one (LKL_KERNEL unset) \
+                 and LKL_KERNEL=debug"
+            ));
+        }
+    }
 
     // Two cargo processes (say `cargo test` and `cargo run --release`)
     // may build at once; the cache takes one at a time.
@@ -125,6 +154,13 @@ fn run() -> Result<()> {
         paths.headers().join("include").display()
     );
     println!("cargo:rustc-env=LKL_BUILD_LOG={}", paths.log().display());
+    println!(
+        "cargo:rustc-env=LKL_KERNEL_VARIANT={}",
+        match kernel_variant() {
+            Variant::Default => "default",
+            Variant::Debug => "debug",
+        }
+    );
     println!(
         "cargo:rustc-env=LKL_SOURCE_TREE={}",
         source_dir(&paths).display()
@@ -573,8 +609,15 @@ fn kmake(paths: &Paths, targets: &[&str], extra: &[String]) -> Result<()> {
 /// Writes `.config` from the fragment whenever the fragment changes.
 fn configure(paths: &Paths) -> Result<()> {
     fs::create_dir_all(paths.build()).map_err(|e| io_err("create", &paths.build(), e))?;
-    let fragment = paths.manifest.join("lkl/config/lkl.config");
-    let wanted = fs::read_to_string(&fragment).map_err(|e| io_err("read", &fragment, e))?;
+    let base = paths.manifest.join("lkl/config/lkl.config");
+    let mut wanted = fs::read_to_string(&base).map_err(|e| io_err("read", &base, e))?;
+    if kernel_variant() == Variant::Debug {
+        let debug = paths.manifest.join("lkl/config/debug.config");
+        wanted += &fs::read_to_string(&debug).map_err(|e| io_err("read", &debug, e))?;
+    }
+    // The fragment make reads: the configuration files, concatenated.
+    let fragment = paths.build().join("lkl-fragment.config");
+    fs::write(&fragment, &wanted).map_err(|e| io_err("write", &fragment, e))?;
     let stamp = paths.build().join(".config.fragment");
     let config = paths.build().join(".config");
     if config.is_file() && fs::read_to_string(&stamp).ok().as_deref() == Some(wanted.as_str()) {

@@ -41,6 +41,10 @@ pub mod selftest;
 pub mod stress;
 pub mod sys;
 
+/// Which kernel this crate was built with: `"default"`, or `"debug"`
+/// (lockdep and list debugging) when built with `LKL_KERNEL=debug`.
+pub const KERNEL_VARIANT: &str = env!("LKL_KERNEL_VARIANT");
+
 pub use errno::Errno;
 pub use kernel::{BootOptions, Error, Kernel};
 pub use lkl_sim::{Caller, Record};

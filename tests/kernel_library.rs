@@ -239,7 +239,10 @@ fn a_host_thread_that_exits_frees_its_kernel_task() {
             let handles: Vec<_> = (0..20)
                 .map(|_| s.spawn(|| kernel.syscall(sys::__NR_gettid, &[]).expect("gettid")))
                 .collect();
-            handles.into_iter().map(|h| h.join().expect("thread")).collect()
+            handles
+                .into_iter()
+                .map(|h| h.join().expect("thread"))
+                .collect()
         });
         tids.extend(round);
     }

@@ -96,9 +96,9 @@ pub struct HostOps {
     /// Free a mutex.
     pub mutex_free: Option<unsafe extern "C" fn(mutex: *mut LklMutex)>,
     /// Lock a mutex.
-    pub mutex_lock: Option<unsafe extern "C" fn(mutex: *mut LklMutex)>,
+    pub mutex_enter: Option<unsafe extern "C" fn(mutex: *mut LklMutex)>,
     /// Unlock a mutex.
-    pub mutex_unlock: Option<unsafe extern "C" fn(mutex: *mut LklMutex)>,
+    pub mutex_leave: Option<unsafe extern "C" fn(mutex: *mut LklMutex)>,
 
     /// Start a host thread running `f(arg)`; 0 on error.
     pub thread_create:
@@ -166,8 +166,8 @@ pub const OP_NAMES: [&str; 27] = [
     "sem_down",
     "mutex_alloc",
     "mutex_free",
-    "mutex_lock",
-    "mutex_unlock",
+    "mutex_enter",
+    "mutex_leave",
     "thread_create",
     "thread_self",
     "thread_join",
@@ -205,8 +205,8 @@ impl HostOps {
             sem_down: Some(sem::sem_down),
             mutex_alloc: Some(mutex::mutex_alloc),
             mutex_free: Some(mutex::mutex_free),
-            mutex_lock: Some(mutex::mutex_lock),
-            mutex_unlock: Some(mutex::mutex_unlock),
+            mutex_enter: Some(mutex::mutex_enter),
+            mutex_leave: Some(mutex::mutex_leave),
             thread_create: Some(thread::thread_create),
             thread_self: Some(thread::thread_self),
             thread_join: Some(thread::thread_join),
@@ -245,8 +245,8 @@ impl HostOps {
             self.sem_down.is_some(),
             self.mutex_alloc.is_some(),
             self.mutex_free.is_some(),
-            self.mutex_lock.is_some(),
-            self.mutex_unlock.is_some(),
+            self.mutex_enter.is_some(),
+            self.mutex_leave.is_some(),
             self.thread_create.is_some(),
             self.thread_self.is_some(),
             self.thread_join.is_some(),

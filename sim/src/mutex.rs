@@ -1,4 +1,4 @@
-//! Host mutexes (`mutex_alloc`, `mutex_free`, `mutex_lock`, `mutex_unlock`).
+//! Host mutexes (`mutex_alloc`, `mutex_free`, `mutex_enter`, `mutex_leave`).
 //!
 //! C locks and unlocks in separate calls, so no Rust guard can be held
 //! across the FFI boundary: a [`HostMutex`] is an explicit "owner" word
@@ -140,32 +140,32 @@ pub unsafe extern "C" fn mutex_free(m: *mut LklMutex) {
     })
 }
 
-/// `mutex_lock`.
+/// `mutex_enter`.
 ///
 /// # Safety
 ///
 /// `m` must be a live handle from [`mutex_alloc`].
-pub unsafe extern "C" fn mutex_lock(m: *mut LklMutex) {
-    guard("mutex_lock", || {
+pub unsafe extern "C" fn mutex_enter(m: *mut LklMutex) {
+    guard("mutex_enter", || {
         // SAFETY: forwarded caller contract.
-        let mutex = unsafe { mutex_ref(m, "mutex_lock") };
+        let mutex = unsafe { mutex_ref(m, "mutex_enter") };
         mutex.lock()
     })
 }
 
-/// `mutex_unlock`. Unlocking an unlocked mutex prints a diagnostic and is
+/// `mutex_leave`. Unlocking an unlocked mutex prints a diagnostic and is
 /// otherwise ignored.
 ///
 /// # Safety
 ///
 /// `m` must be a live handle from [`mutex_alloc`].
-pub unsafe extern "C" fn mutex_unlock(m: *mut LklMutex) {
-    guard("mutex_unlock", || {
+pub unsafe extern "C" fn mutex_leave(m: *mut LklMutex) {
+    guard("mutex_leave", || {
         // SAFETY: forwarded caller contract.
-        let mutex = unsafe { mutex_ref(m, "mutex_unlock") };
+        let mutex = unsafe { mutex_ref(m, "mutex_leave") };
         if mutex.unlock().is_err() {
             write_stderr(
-                format!("lkl-sim: mutex_unlock of unlocked mutex {m:p} ignored\n").as_bytes(),
+                format!("lkl-sim: mutex_leave of unlocked mutex {m:p} ignored\n").as_bytes(),
             );
         }
     })
@@ -236,11 +236,11 @@ mod tests {
                     for _ in 0..PER {
                         // SAFETY: the handle is live until the joins below;
                         // lock and unlock are separate calls, as from C.
-                        unsafe { mutex_lock(m.0) };
+                        unsafe { mutex_enter(m.0) };
                         let v = counter.load(Ordering::Relaxed);
                         counter.store(v + 1, Ordering::Relaxed);
                         // SAFETY: as above.
-                        unsafe { mutex_unlock(m.0) };
+                        unsafe { mutex_leave(m.0) };
                     }
                 })
             })
@@ -252,7 +252,7 @@ mod tests {
         // SAFETY: no thread uses the handle anymore; freed once. The
         // spurious unlock only prints a diagnostic.
         unsafe {
-            mutex_unlock(m.0);
+            mutex_leave(m.0);
             mutex_free(m.0);
             mutex_free(std::ptr::null_mut());
         }

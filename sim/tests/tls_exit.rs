@@ -78,10 +78,10 @@ unsafe extern "C" fn dtor(value: *mut c_void) {
         );
         // Arm the (shared) timer and wait for it from the dying thread,
         // under the mutex so concurrent exits do not merge their armings.
-        o.mutex_lock.unwrap()(w.mutex);
+        o.mutex_enter.unwrap()(w.mutex);
         assert_eq!(o.timer_set_oneshot.unwrap()(w.timer, 1_000_000), 0);
         o.sem_down.unwrap()(w.timer_fired);
-        o.mutex_unlock.unwrap()(w.mutex);
+        o.mutex_leave.unwrap()(w.mutex);
         // Start (and join) a thread from the dying thread.
         let tid = o.thread_create.unwrap()(Some(child), std::ptr::null_mut());
         assert_ne!(tid, 0);

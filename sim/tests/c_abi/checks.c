@@ -27,8 +27,8 @@ size_t lkl_test_layout(size_t *offsets)
 	F(sem_down);
 	F(mutex_alloc);
 	F(mutex_free);
-	F(mutex_lock);
-	F(mutex_unlock);
+	F(mutex_enter);
+	F(mutex_leave);
 	F(thread_create);
 	F(thread_self);
 	F(thread_join);
@@ -88,9 +88,9 @@ static void mutex_thread(void *p)
 	struct mutex_arg *a = p;
 
 	for (int i = 0; i < MUTEX_ITERS; i++) {
-		ops->mutex_lock(a->m);
+		ops->mutex_enter(a->m);
 		a->counter = a->counter + 1;
-		ops->mutex_unlock(a->m);
+		ops->mutex_leave(a->m);
 	}
 }
 

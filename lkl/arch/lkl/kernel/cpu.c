@@ -69,22 +69,22 @@ int lkl_cpu_get(void)
 {
 	unsigned long self = lkl_ops->thread_self();
 
-	lkl_ops->mutex_lock(cpu.lock);
+	lkl_ops->mutex_enter(cpu.lock);
 	while (cpu.owner && cpu.owner != self && !cpu.shutdown) {
 		cpu.sleepers++;
-		lkl_ops->mutex_unlock(cpu.lock);
+		lkl_ops->mutex_leave(cpu.lock);
 		lkl_ops->sem_down(cpu.sem);
-		lkl_ops->mutex_lock(cpu.lock);
+		lkl_ops->mutex_enter(cpu.lock);
 		cpu.sleepers--;
 		cpu.waking = false;
 	}
 	if (cpu.shutdown) {
-		lkl_ops->mutex_unlock(cpu.lock);
+		lkl_ops->mutex_leave(cpu.lock);
 		return -ESHUTDOWN;
 	}
 	cpu.owner = self;
 	cpu.count++;
-	lkl_ops->mutex_unlock(cpu.lock);
+	lkl_ops->mutex_leave(cpu.lock);
 	return 0;
 }
 
@@ -94,9 +94,9 @@ int lkl_cpu_get(void)
  */
 void lkl_cpu_change_owner(unsigned long owner)
 {
-	lkl_ops->mutex_lock(cpu.lock);
+	lkl_ops->mutex_enter(cpu.lock);
 	cpu.owner = owner;
-	lkl_ops->mutex_unlock(cpu.lock);
+	lkl_ops->mutex_leave(cpu.lock);
 }
 
 /**
@@ -117,18 +117,18 @@ void lkl_cpu_wakeup_idle(void)
  */
 void lkl_cpu_put(void)
 {
-	lkl_ops->mutex_lock(cpu.lock);
+	lkl_ops->mutex_enter(cpu.lock);
 	while (cpu.irqs_pending && !irqs_disabled()) {
 		cpu.irqs_pending = false;
-		lkl_ops->mutex_unlock(cpu.lock);
+		lkl_ops->mutex_leave(cpu.lock);
 		lkl_run_irqs();
-		lkl_ops->mutex_lock(cpu.lock);
+		lkl_ops->mutex_enter(cpu.lock);
 	}
 
 	if (cpu.count == 1 && !in_interrupt() && lkl_should_resched()) {
 		if (test_thread_flag(TIF_HOST_THREAD)) {
 			/* The CPU goes with the switch. */
-			lkl_ops->mutex_unlock(cpu.lock);
+			lkl_ops->mutex_leave(cpu.lock);
 			lkl_deschedule_host_task();
 			return;
 		}
@@ -143,7 +143,7 @@ void lkl_cpu_put(void)
 			lkl_ops->sem_up(cpu.sem);
 		}
 	}
-	lkl_ops->mutex_unlock(cpu.lock);
+	lkl_ops->mutex_leave(cpu.lock);
 }
 
 /**
@@ -158,7 +158,7 @@ int lkl_cpu_try_run_irq(int irq)
 	unsigned long self = lkl_ops->thread_self();
 	int ret = 0;
 
-	lkl_ops->mutex_lock(cpu.lock);
+	lkl_ops->mutex_enter(cpu.lock);
 	if (cpu.shutdown) {
 		ret = 0;
 	} else if (!cpu.owner) {
@@ -168,7 +168,7 @@ int lkl_cpu_try_run_irq(int irq)
 	} else {
 		cpu.irqs_pending = true;
 	}
-	lkl_ops->mutex_unlock(cpu.lock);
+	lkl_ops->mutex_leave(cpu.lock);
 	return ret;
 }
 
@@ -181,10 +181,10 @@ bool lkl_cpu_irqs_pending(void)
 {
 	bool pending;
 
-	lkl_ops->mutex_lock(cpu.lock);
+	lkl_ops->mutex_enter(cpu.lock);
 	pending = cpu.irqs_pending;
 	cpu.irqs_pending = false;
-	lkl_ops->mutex_unlock(cpu.lock);
+	lkl_ops->mutex_leave(cpu.lock);
 	return pending;
 }
 
@@ -195,11 +195,11 @@ void lkl_cpu_shutdown(void)
 {
 	unsigned int i;
 
-	lkl_ops->mutex_lock(cpu.lock);
+	lkl_ops->mutex_enter(cpu.lock);
 	cpu.shutdown = true;
 	for (i = 0; i < cpu.sleepers; i++)
 		lkl_ops->sem_up(cpu.sem);
-	lkl_ops->mutex_unlock(cpu.lock);
+	lkl_ops->mutex_leave(cpu.lock);
 }
 
 /**
@@ -225,9 +225,10 @@ void lkl_cpu_cleanup(void)
 /**
  * arch_cpu_idle() - wait for work while nothing is runnable
  *
- * Entered with interrupts disabled.  The CPU is released so that system
- * calls and timer interrupts can take it, and the idle thread sleeps until
- * one of them leaves a task to schedule.
+ * Entered and left with interrupts disabled (default_idle_call() enables
+ * them afterwards).  Pending interrupts run first; then the CPU is
+ * released so that system calls and timer interrupts can take it, and
+ * the idle thread sleeps until one of them leaves a task to schedule.
  */
 void arch_cpu_idle(void)
 {
@@ -235,12 +236,12 @@ void arch_cpu_idle(void)
 		lkl_idle_halt();
 
 	raw_local_irq_enable();
-	if (need_resched())
-		return;
-
-	lkl_cpu_put();
-	lkl_ops->sem_down(cpu.idle_sem);
-	lkl_cpu_get();
+	if (!need_resched()) {
+		lkl_cpu_put();
+		lkl_ops->sem_down(cpu.idle_sem);
+		lkl_cpu_get();
+	}
+	raw_local_irq_disable();
 }
 
 /**

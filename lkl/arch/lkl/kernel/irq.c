@@ -35,11 +35,14 @@ void lkl_run_irqs(void)
 	int irq;
 
 	lkl_cpu_irqs_pending();
+	/* As the hardware does on interrupt entry, and lockdep is told. */
 	WRITE_ONCE(irqs_enabled, ARCH_IRQ_DISABLED);
+	trace_hardirqs_off();
 	while ((pending = xchg(&irq_pending_mask, 0)) != 0) {
 		for_each_set_bit(irq, &pending, BITS_PER_LONG)
 			lkl_handle_irq(irq);
 	}
+	trace_hardirqs_on();
 	WRITE_ONCE(irqs_enabled, ARCH_IRQ_ENABLED);
 }
 

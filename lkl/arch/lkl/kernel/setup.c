@@ -23,7 +23,6 @@
 #include <linux/tick.h>
 #include <asm/cpu.h>
 #include <asm/setup.h>
-#include <asm/unistd.h>
 
 #define LKL_INIT_PATH	"/init"
 
@@ -112,22 +111,32 @@ out_free:
 	return ret;
 }
 
+/*
+ * Power off as the caller's task.  Not through the reboot system call: that
+ * holds system_transition_mutex across kernel_power_off(), which returns
+ * here, and the task would exit with the mutex held.
+ */
+static long lkl_power_off_task(long unused_nr, long *unused_params,
+			       void *unused_data)
+{
+	kernel_power_off();
+	do_exit(0);
+}
+
 /**
  * lkl_sys_halt() - power the kernel off and stop its host threads
  *
- * Return: 0, or the negative errno of the reboot system call.
+ * Return: 0, or a negative errno if the kernel could not be halted.
  */
 long lkl_sys_halt(void)
 {
-	long params[6] = { LINUX_REBOOT_MAGIC1, LINUX_REBOOT_MAGIC2,
-			   LINUX_REBOOT_CMD_POWER_OFF, 0, 0, 0 };
 	long ret;
 
 	halt_sem = lkl_ops->sem_alloc(0);
 	if (!halt_sem)
 		return -ENOMEM;
 
-	ret = lkl_syscall(__NR_reboot, params);
+	ret = lkl_host_call(lkl_power_off_task, 0, NULL, NULL);
 	if (ret < 0) {
 		lkl_ops->sem_free(halt_sem);
 		return ret;

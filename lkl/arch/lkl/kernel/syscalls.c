@@ -105,7 +105,7 @@ static struct task_struct *lkl_new_host_task(void)
 	return task;
 }
 
-static long lkl_run_syscall(long nr, long *params)
+static long lkl_run_syscall(long nr, long *params, void *unused)
 {
 	lkl_syscall_fn fn;
 
@@ -117,13 +117,20 @@ static long lkl_run_syscall(long nr, long *params)
 }
 
 /**
- * lkl_syscall() - run one system call in the library kernel
- * @nr: system call number (__NR_*)
- * @params: the six arguments
+ * lkl_host_call() - run @fn as the calling host thread's kernel task
+ * @fn: what to run, with the CPU held, as that task
+ * @nr: first argument of @fn
+ * @params: second argument of @fn
+ * @data: third argument of @fn
  *
- * Return: the system call's result; a negative errno on failure.
+ * Takes the CPU, switches to the calling thread's host task (cloning it
+ * on the thread's first call), runs @fn and task work, releases the CPU.
+ *
+ * Return: what @fn returned; 0 if @fn ended the task; -ESHUTDOWN once the
+ * kernel is halted or has panicked.
  */
-long lkl_syscall(long nr, long *params)
+long lkl_host_call(long (*fn)(long nr, long *params, void *data), long nr,
+		   long *params, void *data)
 {
 	struct task_struct *task;
 	void *jb[LKL_JMP_BUF_WORDS];
@@ -136,20 +143,20 @@ long lkl_syscall(long nr, long *params)
 			return ret;
 		lkl_switch_to_host_task(task);
 	} else {
-		lkl_ops->mutex_lock(host0_lock);
+		lkl_ops->mutex_enter(host0_lock);
 		ret = lkl_cpu_get();
 		if (ret < 0) {
-			lkl_ops->mutex_unlock(host0_lock);
+			lkl_ops->mutex_leave(host0_lock);
 			return ret;
 		}
 		task = lkl_new_host_task();
 		if (IS_ERR(task)) {
 			lkl_cpu_put();
-			lkl_ops->mutex_unlock(host0_lock);
+			lkl_ops->mutex_leave(host0_lock);
 			return PTR_ERR(task);
 		}
 		lkl_switch_to_host_task(task);
-		lkl_ops->mutex_unlock(host0_lock);
+		lkl_ops->mutex_leave(host0_lock);
 	}
 
 	/*
@@ -165,12 +172,24 @@ long lkl_syscall(long nr, long *params)
 	}
 	lkl_task_set_exit_jb(task, jb);
 
-	ret = lkl_run_syscall(nr, params);
+	ret = fn(nr, params, data);
 	task_work_run();
 
 	lkl_task_set_exit_jb(task, NULL);
 	lkl_cpu_put();
 	return ret;
+}
+
+/**
+ * lkl_syscall() - run one system call in the library kernel
+ * @nr: system call number (__NR_*)
+ * @params: the six arguments
+ *
+ * Return: the system call's result; a negative errno on failure.
+ */
+long lkl_syscall(long nr, long *params)
+{
+	return lkl_host_call(lkl_run_syscall, nr, params, NULL);
 }
 
 /*

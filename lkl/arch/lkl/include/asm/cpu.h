@@ -33,6 +33,8 @@ void lkl_cpu_cleanup(void);
 void lkl_idle_halt(void);
 
 int lkl_syscalls_init(void);
+long lkl_host_call(long (*fn)(long nr, long *params, void *data), long nr,
+		   long *params, void *data);
 void lkl_syscalls_cleanup(void);
 
 void lkl_mem_init(void);

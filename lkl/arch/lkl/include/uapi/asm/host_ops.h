@@ -33,8 +33,9 @@ struct lkl_timer;
  * @sem_down: wait for and take one token
  * @mutex_alloc: allocate a (non-recursive) mutex
  * @mutex_free: free a mutex
- * @mutex_lock: lock a mutex
- * @mutex_unlock: unlock a mutex
+ * @mutex_enter: lock a mutex (not "mutex_lock": with lock debugging the
+ *	kernel defines that name as a macro)
+ * @mutex_leave: unlock a mutex
  * @thread_create: start a host thread running @fn(@arg); returns its id, a
  *	non-zero number, or 0 on error
  * @thread_self: the calling host thread's id (never 0, for any thread)
@@ -74,8 +75,8 @@ struct lkl_host_ops {
 
 	struct lkl_mutex *(*mutex_alloc)(void);
 	void (*mutex_free)(struct lkl_mutex *mutex);
-	void (*mutex_lock)(struct lkl_mutex *mutex);
-	void (*mutex_unlock)(struct lkl_mutex *mutex);
+	void (*mutex_enter)(struct lkl_mutex *mutex);
+	void (*mutex_leave)(struct lkl_mutex *mutex);
 
 	unsigned long (*thread_create)(void (*fn)(void *), void *arg);
 	unsigned long (*thread_self)(void);
