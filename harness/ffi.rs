@@ -30,6 +30,19 @@ pub struct Api {
     pub library: Option<Library>,
     /// Where the private library is mapped (start, end); (0, 0) if linked.
     pub image: (usize, usize),
+    /// The private copy's file, kept while it is loaded so that call
+    /// traces can name kernel functions; removed on drop.
+    pub copy: Option<PathBuf>,
+}
+
+impl Drop for Api {
+    fn drop(&mut self) {
+        // Unload first, then remove the file.
+        drop(self.library.take());
+        if let Some(copy) = self.copy.take() {
+            let _ = std::fs::remove_file(copy);
+        }
+    }
 }
 
 /// Where `build.rs` left the shared library.
@@ -47,6 +60,7 @@ impl Api {
             halt: lkl_sys_halt,
             library: None,
             image: (0, 0),
+            copy: None,
         }
     }
 
@@ -71,9 +85,10 @@ impl Api {
         // kernel's own (none run code with preconditions); it is loaded
         // under a unique file name, so this is a fresh instance.
         let library = unsafe { Library::new(&copy) };
-        // The mapping stays valid after the file is gone.
-        let _ = std::fs::remove_file(&copy);
-        let library = library.map_err(|e| format!("cannot load {}: {e}", copy.display()))?;
+        let library = library.map_err(|e| {
+            let _ = std::fs::remove_file(&copy);
+            format!("cannot load {}: {e}", copy.display())
+        })?;
         // SAFETY: the symbols have exactly these C signatures
         // (lkl/arch/lkl/include/uapi/asm/host_ops.h).
         let api = unsafe {
@@ -92,6 +107,7 @@ impl Api {
                 halt,
                 library: Some(library),
                 image: mapping_of(start as *const libc::c_void)?,
+                copy: Some(copy),
             }
         };
         Ok(api)

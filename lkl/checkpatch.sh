@@ -5,6 +5,8 @@
 # on every architecture, which checkpatch's heuristics cannot know:
 #   NEW_TYPEDEFS         pte_t, pgd_t, elf_gregset_t ... are required types
 #   MACRO_WITH_FLOW_CONTROL  __get_kernel_nofault() takes a goto label
+#   PRINTK_WITHOUT_KERN_LEVEL  show_stack() prints at the level its caller
+#                        passes in (loglvl), as every arch's dumpstack does
 #   BRACKET_SPACE, MACRO_ARG_UNUSED  the designated-initializer X-macros
 #                        __SYSCALL()/__SYSCALL_WITH_COMPAT() that every 6.12
 #                        arch's table uses with asm/syscall_table_64.h
@@ -19,6 +21,7 @@ declare -A ignore=(
 	[lkl/arch/lkl/include/asm/elf.h]=NEW_TYPEDEFS
 	[lkl/arch/lkl/include/asm/page.h]=NEW_TYPEDEFS
 	[lkl/arch/lkl/include/asm/uaccess.h]=MACRO_WITH_FLOW_CONTROL
+	[lkl/arch/lkl/kernel/misc.c]=PRINTK_WITHOUT_KERN_LEVEL
 	[lkl/arch/lkl/kernel/syscalls.c]=BRACKET_SPACE,MACRO_ARG_UNUSED
 )
 

@@ -44,6 +44,19 @@ fn a_warn_during_boot_fails_check_log_naming_the_warning_line() {
         "the whole log comes with it: {log}"
     );
     assert!(log.contains("Linux version 6.12"), "{log}");
+    // The host walks the kernel's frames: the trace names the function
+    // that warned and the kernel functions that called it.
+    let trace = log
+        .split("Call Trace (host):")
+        .nth(1)
+        .unwrap_or_else(|| panic!("a call trace follows the WARN: {log}"));
+    for frame in [
+        "warn_slowpath_fmt",
+        "lkl_failure_injection",
+        "do_one_initcall",
+    ] {
+        assert!(trace.contains(frame), "{frame} in the trace: {trace}");
+    }
     let message = Error::Splat { lines, log }.to_string();
     assert!(message.contains("the kernel reported a bug"), "{message}");
     // The kernel carries on after a WARN: it still answers and halts.

@@ -205,6 +205,7 @@ fn host_ops_rust_mirror_matches_the_c_header() {
         mem_free,
         copy_from_user,
         copy_to_user,
+        backtrace,
     );
     assert_eq!(size_of::<sys::lkl_host_ops>(), size_of::<HostOps>());
     assert_eq!(align_of::<sys::lkl_host_ops>(), align_of::<HostOps>());

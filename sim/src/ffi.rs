@@ -145,6 +145,10 @@ pub struct HostOps {
     /// Copy to a possibly invalid host address; returns bytes NOT copied.
     pub copy_to_user:
         Option<unsafe extern "C" fn(dst: *mut c_void, src: *const c_void, len: c_ulong) -> c_ulong>,
+
+    /// Write the calling thread's call stack, a frame a line, into `buf`.
+    pub backtrace:
+        Option<unsafe extern "C" fn(ctx: *mut c_void, buf: *mut c_char, len: c_ulong) -> c_ulong>,
 }
 
 // SAFETY: the table is plain immutable data (function pointers and an opaque
@@ -157,7 +161,7 @@ unsafe impl Send for HostOps {}
 unsafe impl Sync for HostOps {}
 
 /// The names of the fields of [`HostOps`], in order, excluding `ctx`.
-pub const OP_NAMES: [&str; 27] = [
+pub const OP_NAMES: [&str; 28] = [
     "console_write",
     "panic",
     "sem_alloc",
@@ -185,6 +189,7 @@ pub const OP_NAMES: [&str; 27] = [
     "mem_free",
     "copy_from_user",
     "copy_to_user",
+    "backtrace",
 ];
 
 impl HostOps {
@@ -224,6 +229,7 @@ impl HostOps {
             mem_free: Some(mem::mem_free),
             copy_from_user: Some(uaccess::copy_from_user),
             copy_to_user: Some(uaccess::copy_to_user),
+            backtrace: Some(crate::backtrace::backtrace),
         }
     }
 
@@ -264,6 +270,7 @@ impl HostOps {
             self.mem_free.is_some(),
             self.copy_from_user.is_some(),
             self.copy_to_user.is_some(),
+            self.backtrace.is_some(),
         ];
         OP_NAMES
             .iter()
@@ -369,9 +376,9 @@ mod tests {
     use std::mem::{align_of, size_of};
 
     #[test]
-    fn layout_is_30_words() {
-        // ctx, image_start, image_end and 27 function pointers.
-        assert_eq!(size_of::<HostOps>(), 30 * size_of::<*const ()>());
+    fn layout_is_31_words() {
+        // ctx, image_start, image_end and 28 function pointers.
+        assert_eq!(size_of::<HostOps>(), 31 * size_of::<*const ()>());
         assert_eq!(align_of::<HostOps>(), align_of::<*const ()>());
         assert_eq!(size_of::<Option<CallbackFn>>(), size_of::<*const ()>());
     }

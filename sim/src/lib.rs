@@ -18,6 +18,7 @@
 //! | memory | [`mem`] | `mem_alloc/free` |
 //! | user copies | [`uaccess`] | `copy_from_user`, `copy_to_user` |
 //! | kernel log | [`console`] | `console_write` (parsing) |
+//! | call traces | [`backtrace`] | `backtrace` |
 //! | one kernel instance | [`host`] | `console_write`, `panic`, `ctx` |
 //!
 //! A harness creates a [`Host`], hands [`Host::ops_ptr`] to
@@ -52,6 +53,7 @@
 #![warn(clippy::undocumented_unsafe_blocks)]
 #![warn(missing_docs)]
 
+pub mod backtrace;
 pub mod clock;
 pub mod console;
 pub mod error;

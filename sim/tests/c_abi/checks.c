@@ -46,6 +46,7 @@ size_t lkl_test_layout(size_t *offsets)
 	F(mem_free);
 	F(copy_from_user);
 	F(copy_to_user);
+	F(backtrace);
 #undef F
 	return sizeof(struct lkl_host_ops);
 }

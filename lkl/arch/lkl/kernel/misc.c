@@ -9,19 +9,35 @@
 #include <linux/sched.h>
 #include <linux/sched/debug.h>
 #include <linux/seq_file.h>
+#include <linux/string.h>
+#include <asm/host.h>
 
 void show_regs(struct pt_regs *regs)
 {
 	show_regs_print_info(KERN_DEFAULT);
 }
 
+/* One trace at a time: only the CPU's owner runs kernel code. */
+static char lkl_trace_buf[8192];
+
 void show_stack(struct task_struct *task, unsigned long *sp,
 		const char *loglvl)
 {
-	/*
-	 * Kernel code runs on host stacks, which the kernel cannot walk; the
-	 * WARN/BUG line already names the function, file and line.
-	 */
+	char *line, *next;
+
+	/* Kernel code runs on host stacks: the host walks its own. */
+	if ((task && task != current) || !lkl_ops->backtrace ||
+	    !lkl_ops->backtrace(lkl_ops->ctx, lkl_trace_buf,
+				sizeof(lkl_trace_buf)))
+		return;
+
+	printk("%sCall Trace (host):\n", loglvl);
+	for (line = lkl_trace_buf; line && *line; line = next) {
+		next = strchr(line, '\n');
+		if (next)
+			*next++ = '\0';
+		printk("%s %s\n", loglvl, line);
+	}
 }
 
 void flush_thread(void)

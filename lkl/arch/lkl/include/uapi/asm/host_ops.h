@@ -59,6 +59,9 @@ struct lkl_timer;
  *	host address, to @dst; returns the number of bytes NOT copied
  * @copy_to_user: copy @len bytes from @src to @dst, which may be an
  *	invalid host address; returns the number of bytes NOT copied
+ * @backtrace: write the calling host thread's call stack into @buf, one
+ *	frame a line, NUL-terminated within @len bytes; returns the length
+ *	written (0 if the host cannot tell)
  */
 struct lkl_host_ops {
 	void *ctx;
@@ -103,6 +106,8 @@ struct lkl_host_ops {
 					unsigned long len);
 	unsigned long (*copy_to_user)(void *dst, const void *src,
 				      unsigned long len);
+
+	unsigned long (*backtrace)(void *ctx, char *buf, unsigned long len);
 };
 
 /**
