@@ -175,12 +175,18 @@ fn watch(host: Arc<Host>, armed: Receiver<()>, timeout: Duration) {
         // Disarmed (the guard was dropped).
         Ok(()) | Err(RecvTimeoutError::Disconnected) => return,
     }
+    report_hang_and_exit(&host, timeout);
+}
+
+/// Writes why the process gives up on a hung kernel, and its log, to
+/// stderr and exits with [`WATCHDOG_EXIT_STATUS`].
+pub(crate) fn report_hang_and_exit(host: &Host, timeout: Duration) -> ! {
     let report = format!(
         "\nlkl-harness watchdog: the kernel did not answer within {timeout:?}: a system \
          call is blocked (a deadlock, or a sleep that nothing wakes). A thread blocked \
          in the kernel cannot be interrupted, so the process exits with status \
          {WATCHDOG_EXIT_STATUS}. Look at the last lines of the kernel log for what it \
-         was doing.\nKernel log:\n{}",
+         was doing. (BootOptions::hang_timeout sets the limit.)\nKernel log:\n{}",
         host.console().dmesg()
     );
     // Straight to the process's stderr: the test harness's output capture

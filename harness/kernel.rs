@@ -1,7 +1,7 @@
 //! Booting a kernel, calling into it, reading its log, halting it.
 
 use std::ffi::{c_long, CString};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -21,6 +21,11 @@ pub struct BootOptions {
     pub boot_timeout: Duration,
     /// Echo the kernel log to stderr as it is written.
     pub echo: bool,
+    /// If a system call has been running this long and no other has
+    /// returned meanwhile, the kernel is taken to be hung: the process
+    /// exits with a message and the log (see [`Kernel::watchdog`] for why
+    /// it must exit). `None` turns this off, for deliberately long sleeps.
+    pub hang_timeout: Option<Duration>,
 }
 
 impl Default for BootOptions {
@@ -30,6 +35,7 @@ impl Default for BootOptions {
             cmdline: String::new(),
             boot_timeout: Duration::from_secs(20),
             echo: false,
+            hang_timeout: Some(Duration::from_secs(120)),
         }
     }
 }
@@ -115,6 +121,39 @@ pub struct Kernel {
     api: Api,
     halted: AtomicBool,
     boot_time: Duration,
+    progress: Arc<Progress>,
+    /// Dropped with the kernel: stops the hang monitor.
+    _monitor: Option<crossbeam_channel::Sender<()>>,
+}
+
+/// System calls that entered and that returned, for the hang monitor.
+#[derive(Default)]
+struct Progress {
+    entered: AtomicU64,
+    returned: AtomicU64,
+}
+
+/// Watches `progress`: if a system call is inside the kernel and none has
+/// returned for `timeout`, the kernel is hung and the process exits.
+fn monitor_hangs(
+    host: Arc<Host>,
+    progress: Arc<Progress>,
+    timeout: Duration,
+    stop: crossbeam_channel::Receiver<()>,
+) {
+    let tick = Duration::from_millis(250).min(timeout);
+    let mut last_returned = progress.returned.load(Ordering::SeqCst);
+    let mut stalled_since = Instant::now();
+    while let Err(crossbeam_channel::RecvTimeoutError::Timeout) = stop.recv_timeout(tick) {
+        let returned = progress.returned.load(Ordering::SeqCst);
+        let inside = progress.entered.load(Ordering::SeqCst) != returned;
+        if returned != last_returned || !inside {
+            last_returned = returned;
+            stalled_since = Instant::now();
+        } else if stalled_since.elapsed() >= timeout && !host.has_panicked() {
+            crate::check::report_hang_and_exit(&host, timeout);
+        }
+    }
 }
 
 impl Kernel {
@@ -177,12 +216,34 @@ impl Kernel {
         };
         let boot_time = started.elapsed();
         match outcome {
-            Some(0) => Ok(Kernel {
-                host,
-                api,
-                halted: AtomicBool::new(false),
-                boot_time,
-            }),
+            Some(0) => {
+                let progress = Arc::new(Progress::default());
+                let monitor = options.hang_timeout.map(|timeout| {
+                    let (stop_tx, stop_rx) = crossbeam_channel::bounded(0);
+                    let (host, progress) = (host.clone(), progress.clone());
+                    std::thread::Builder::new()
+                        .name("lkl-hang-monitor".into())
+                        .spawn(move || monitor_hangs(host, progress, timeout, stop_rx))
+                        .map(|_| stop_tx)
+                });
+                let monitor = match monitor {
+                    Some(Ok(stop)) => Some(stop),
+                    Some(Err(e)) => {
+                        return Err(Error::Load(format!(
+                            "cannot spawn the hang monitor thread: {e}"
+                        )))
+                    }
+                    None => None,
+                };
+                Ok(Kernel {
+                    host,
+                    api,
+                    halted: AtomicBool::new(false),
+                    boot_time,
+                    progress,
+                    _monitor: monitor,
+                })
+            }
             Some(ret) => Err(Error::Start {
                 errno: Errno(-ret),
                 log: leak_instance(host, api),
@@ -217,10 +278,12 @@ impl Kernel {
         );
         let mut params: [c_long; 6] = [0; 6];
         params[..args.len()].copy_from_slice(args);
+        self.progress.entered.fetch_add(1, Ordering::SeqCst);
         // SAFETY: the kernel is booted and not halted; `params` is six
         // longs as lkl_syscall() reads. Pointers inside the arguments are
         // checked by the kernel's uaccess, which never faults.
         let ret = unsafe { (self.api.syscall)(nr as c_long, params.as_mut_ptr()) };
+        self.progress.returned.fetch_add(1, Ordering::SeqCst);
         if ret == -(Errno::ESHUTDOWN.0 as i64) {
             if let Some(message) = self.host.panic_message() {
                 // A panicked kernel is never entered again: fail loudly,

@@ -5,7 +5,7 @@
 mod common;
 
 use std::io::Read as _;
-use std::process::{Command, Stdio};
+use std::process::{Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
 use common::{boot, boot_with, finish};
@@ -111,34 +111,25 @@ fn a_hung_boot_is_error_boot_timeout_with_the_log() {
     assert!(err.to_string().contains("did not finish booting"), "{err}");
 }
 
-/// Selects the child role of the watchdog test.
-const WATCHDOG_CHILD: &str = "LKL_HARNESS_WATCHDOG_CHILD";
-/// The test below, by name, for the child's command line.
-const WATCHDOG_TEST: &str = "a_system_call_that_never_returns_trips_the_watchdog";
+/// Selects the child role of the hang tests: "watchdog" or "monitor".
+const HANG_CHILD: &str = "LKL_HARNESS_HANG_CHILD";
 
-/// The child role: a system call that sleeps an hour under a 1 s
-/// watchdog. The watchdog ends the process; returning is a failure.
-fn watchdog_child() {
-    let kernel = boot();
-    let _watchdog = kernel.watchdog(Duration::from_secs(1));
+/// A system call that sleeps an hour: it never returns in time.
+fn sleep_an_hour(kernel: &Kernel) -> Result<i64, lkl_harness::Errno> {
     let an_hour = sys::__kernel_timespec {
         tv_sec: 3600,
         tv_nsec: 0,
     };
-    let ret = kernel.syscall(sys::__NR_nanosleep, &[&an_hour as *const _ as i64, 0]);
-    panic!("nanosleep of an hour returned {ret:?}: the watchdog did not fire");
+    kernel.syscall(sys::__NR_nanosleep, &[&an_hour as *const _ as i64, 0])
 }
 
-#[test]
-fn a_system_call_that_never_returns_trips_the_watchdog() {
-    if std::env::var_os(WATCHDOG_CHILD).is_some() {
-        return watchdog_child();
-    }
-    // Run this very test again in a child process, in the child role: the
-    // watchdog ends the process it runs in.
+/// Runs the test `name` again in a child process, in the child `role`,
+/// and returns its exit status and stderr once it ends (the hang handling
+/// ends the process it runs in).
+fn run_hanging_child(name: &str, role: &str) -> (ExitStatus, String) {
     let mut child = Command::new(std::env::current_exe().expect("the test binary"))
-        .args(["--exact", WATCHDOG_TEST, "--nocapture", "--test-threads=1"])
-        .env(WATCHDOG_CHILD, "1")
+        .args(["--exact", name, "--nocapture", "--test-threads=1"])
+        .env(HANG_CHILD, role)
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
@@ -150,7 +141,7 @@ fn a_system_call_that_never_returns_trips_the_watchdog() {
         text
     });
     // Generous: the child boots a kernel (slow in debug builds) before
-    // the 1 s watchdog starts.
+    // its 1 s limit starts.
     let bound = Duration::from_secs(120);
     let started = Instant::now();
     let status = loop {
@@ -161,13 +152,18 @@ fn a_system_call_that_never_returns_trips_the_watchdog() {
             let _ = child.kill();
             let _ = child.wait();
             panic!(
-                "the child still ran after {bound:?}: the watchdog did not end it\n{}",
+                "the child still ran after {bound:?}: nothing ended it\n{}",
                 reader.join().unwrap_or_default()
             );
         }
         std::thread::sleep(Duration::from_millis(50));
     };
-    let stderr = reader.join().expect("stderr reader");
+    (status, reader.join().expect("stderr reader"))
+}
+
+/// What a child that hung must have left: the status, the message and the
+/// log, and no sign that the system call returned.
+fn assert_hang_reported(status: ExitStatus, stderr: &str) {
     assert_eq!(
         status.code(),
         Some(WATCHDOG_EXIT_STATUS),
@@ -182,9 +178,40 @@ fn a_system_call_that_never_returns_trips_the_watchdog() {
         "the log: {stderr}"
     );
     assert!(
-        !stderr.contains("the watchdog did not fire"),
+        !stderr.contains("returned Ok") && !stderr.contains("returned Err"),
         "the system call never returned: {stderr}"
     );
+}
+
+#[test]
+fn a_system_call_that_never_returns_trips_the_watchdog() {
+    const NAME: &str = "a_system_call_that_never_returns_trips_the_watchdog";
+    if std::env::var(HANG_CHILD).as_deref() == Ok("watchdog") {
+        // Only the explicit watchdog: the hang monitor is off.
+        let kernel = boot_with(BootOptions {
+            hang_timeout: None,
+            ..BootOptions::default()
+        });
+        let _watchdog = kernel.watchdog(Duration::from_secs(1));
+        panic!("nanosleep of an hour returned {:?}", sleep_an_hour(&kernel));
+    }
+    let (status, stderr) = run_hanging_child(NAME, "watchdog");
+    assert_hang_reported(status, &stderr);
+}
+
+#[test]
+fn a_hung_kernel_is_reported_without_arming_anything() {
+    const NAME: &str = "a_hung_kernel_is_reported_without_arming_anything";
+    if std::env::var(HANG_CHILD).as_deref() == Ok("monitor") {
+        // No watchdog: the kernel's hang monitor, with a short limit.
+        let kernel = boot_with(BootOptions {
+            hang_timeout: Some(Duration::from_secs(1)),
+            ..BootOptions::default()
+        });
+        panic!("nanosleep of an hour returned {:?}", sleep_an_hour(&kernel));
+    }
+    let (status, stderr) = run_hanging_child(NAME, "monitor");
+    assert_hang_reported(status, &stderr);
 }
 
 #[test]
