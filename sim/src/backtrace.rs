@@ -102,7 +102,9 @@ mod tests {
 
     #[inline(never)]
     fn a_distinctive_caller() -> Vec<String> {
-        all_frames()
+        let frames = all_frames();
+        // Work after the call: no tail call may remove this frame.
+        std::hint::black_box(frames)
     }
 
     #[test]
