@@ -260,7 +260,7 @@ fn hello_cost(args: &BenchArgs, kernel: &Kernel, report: &mut Report) -> f64 {
     };
     let summary = stress::run(kernel, &options, &|_| {});
     kernel.take_log();
-    let per_call = summary.elapsed.as_nanos() as f64 / summary.calls as f64;
+    let per_call = summary.elapsed.as_nanos() as f64 / summary.counts.calls as f64;
     report.add(
         "valid hello() call, one thread",
         format!("{per_call:.0}"),
@@ -381,7 +381,10 @@ fn hello_throughput(args: &BenchArgs, kernel: &Kernel, report: &mut Report) {
         );
         report.add(
             format!("log lines lost, {label}"),
-            format!("{} of {}", summary.lines_lost, summary.expected_lines),
+            format!(
+                "{} of {}",
+                summary.counts.lines_lost, summary.counts.expected_lines
+            ),
             "lines",
             command,
         );

@@ -38,7 +38,7 @@ Examples:
   cargo run --release -- --threads 64 --calls 1000    more threads, fewer calls each
   cargo run --release -- --name world --loud --calls 3 --threads 1 --log
                                                       three loud greetings, whole log
-  cargo run --release -- --json | jq .summary.lines_lost
+  cargo run --release -- --json | jq .summary.counts.lines_lost
   cargo run --release -- boot --cmdline lkl_test_warn=1
                                                       the boot log, with a WARNING
   cargo run --release -- bench                        the figures of README.md

@@ -17,7 +17,7 @@
 //! let options = StressOptions { threads: 4, calls: 50, ..StressOptions::default() };
 //! let summary = stress::run(&kernel, &options, &|_| {});
 //! summary.verify().expect("nothing lost, nothing extra");
-//! assert_eq!(summary.calls, 200);
+//! assert_eq!(summary.counts.calls, 200);
 //! ```
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -129,24 +129,9 @@ pub struct StressError {
 pub struct Summary {
     /// What was run.
     pub options: StressOptions,
-    /// Calls made.
-    pub calls: u64,
-    /// Calls that were loud.
-    pub loud_calls: u64,
-    /// Failed calls by errno name.
-    pub errors: BTreeMap<String, u64>,
-    /// Log lines the successful calls should have produced.
-    pub expected_lines: u64,
-    /// Log records written while the run went on (by anyone).
-    pub lines_captured: u64,
-    /// Expected lines that were not found (or not intact).
-    pub lines_lost: u64,
-    /// Expected lines found more often than they were asked for.
-    pub lines_duplicated: u64,
-    /// Records that no call asked for (torn lines, or other messages).
-    pub lines_unexpected: u64,
-    /// Expected lines logged by a task other than the calling thread's.
-    pub wrong_caller: u64,
+    /// The deterministic counts (in JSON: at the top level).
+    #[serde(flatten)]
+    pub counts: Counts,
     /// Up to ten of the unexpected records, as `dmesg` prints them.
     pub unexpected_samples: Vec<String>,
     /// Up to ten of the lost lines.
@@ -190,51 +175,35 @@ pub struct Counts {
 }
 
 impl Summary {
-    /// The deterministic counts, without timings.
-    pub fn counts(&self) -> Counts {
-        Counts {
-            threads: self.options.threads,
-            calls: self.calls,
-            loud_calls: self.loud_calls,
-            errors: self.errors.clone(),
-            expected_lines: self.expected_lines,
-            lines_captured: self.lines_captured,
-            lines_lost: self.lines_lost,
-            lines_duplicated: self.lines_duplicated,
-            lines_unexpected: self.lines_unexpected,
-            wrong_caller: self.wrong_caller,
-        }
-    }
-
     /// `Ok` if every call succeeded and the log holds exactly the lines
     /// they asked for, each once, from the right task, and nothing else.
     pub fn verify(&self) -> Result<(), StressError> {
         let mut problems = Vec::new();
-        for (errno, count) in &self.errors {
+        for (errno, count) in &self.counts.errors {
             problems.push(format!("{count} call(s) failed with {errno}"));
         }
-        if self.lines_lost > 0 {
+        if self.counts.lines_lost > 0 {
             problems.push(format!(
                 "{} of {} expected line(s) lost, e.g. {:?}",
-                self.lines_lost, self.expected_lines, self.lost_samples
+                self.counts.lines_lost, self.counts.expected_lines, self.lost_samples
             ));
         }
-        if self.lines_duplicated > 0 {
+        if self.counts.lines_duplicated > 0 {
             problems.push(format!(
                 "{} line(s) logged more than once",
-                self.lines_duplicated
+                self.counts.lines_duplicated
             ));
         }
-        if self.lines_unexpected > 0 {
+        if self.counts.lines_unexpected > 0 {
             problems.push(format!(
                 "{} unexpected record(s), e.g. {:?}",
-                self.lines_unexpected, self.unexpected_samples
+                self.counts.lines_unexpected, self.unexpected_samples
             ));
         }
-        if self.wrong_caller > 0 {
+        if self.counts.wrong_caller > 0 {
             problems.push(format!(
                 "{} line(s) logged by a task other than the calling thread's",
-                self.wrong_caller
+                self.counts.wrong_caller
             ));
         }
         if problems.is_empty() {
@@ -247,10 +216,11 @@ impl Summary {
     /// The summary as a human-readable table (what the command line
     /// prints).
     pub fn table(&self) -> String {
-        let errors = if self.errors.is_empty() {
+        let errors = if self.counts.errors.is_empty() {
             "none".to_string()
         } else {
-            self.errors
+            self.counts
+                .errors
                 .iter()
                 .map(|(errno, n)| format!("{errno}: {n}"))
                 .collect::<Vec<_>>()
@@ -261,18 +231,24 @@ impl Summary {
                 "calls",
                 format!(
                     "{} ({} threads × {}, {} loud)",
-                    self.calls, self.options.threads, self.options.calls, self.loud_calls
+                    self.counts.calls,
+                    self.options.threads,
+                    self.options.calls,
+                    self.counts.loud_calls
                 ),
             ),
             ("errors", errors),
-            ("log lines expected", self.expected_lines.to_string()),
-            ("log lines captured", self.lines_captured.to_string()),
-            ("lines lost", self.lines_lost.to_string()),
+            ("log lines expected", self.counts.expected_lines.to_string()),
+            ("log lines captured", self.counts.lines_captured.to_string()),
+            ("lines lost", self.counts.lines_lost.to_string()),
             (
                 "duplicated / unexpected",
-                format!("{} / {}", self.lines_duplicated, self.lines_unexpected),
+                format!(
+                    "{} / {}",
+                    self.counts.lines_duplicated, self.counts.lines_unexpected
+                ),
             ),
-            ("wrong caller", self.wrong_caller.to_string()),
+            ("wrong caller", self.counts.wrong_caller.to_string()),
             ("elapsed", format!("{:.3} s", self.elapsed.as_secs_f64())),
             ("throughput", format!("{:.0} calls/s", self.calls_per_sec)),
             (
@@ -506,15 +482,18 @@ fn tally(
     let calls = options.total_calls();
     Summary {
         options: options.clone(),
-        calls,
-        loud_calls: options.loud_calls(),
-        errors,
-        expected_lines,
-        lines_captured,
-        lines_lost,
-        lines_duplicated,
-        lines_unexpected,
-        wrong_caller,
+        counts: Counts {
+            threads: options.threads,
+            calls,
+            loud_calls: options.loud_calls(),
+            errors,
+            expected_lines,
+            lines_captured,
+            lines_lost,
+            lines_duplicated,
+            lines_unexpected,
+            wrong_caller,
+        },
         unexpected_samples,
         lost_samples,
         elapsed,

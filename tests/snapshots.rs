@@ -173,7 +173,7 @@ fn stress_counts() {
         name: None,
     };
     let summary = stress::run(&kernel, &options, &|_| {});
-    let counts = summary.counts();
+    let counts = summary.counts.clone();
     in_snapshot_dir(|| insta::assert_debug_snapshot!("stress_counts", counts));
     finish(kernel);
 }

@@ -28,11 +28,11 @@ fn sixty_four_threads_by_five_hundred_mixed_calls_log_every_line_once() {
     if let Err(err) = summary.verify() {
         panic!("{err}\n{summary}");
     }
-    assert_eq!(summary.calls, 32_000);
-    assert_eq!(summary.loud_calls, 8_000, "every 4th call is loud");
-    assert_eq!(summary.expected_lines, 40_000);
-    assert_eq!(summary.lines_captured, 40_000);
-    assert_eq!(summary.lines_lost, 0);
+    assert_eq!(summary.counts.calls, 32_000);
+    assert_eq!(summary.counts.loud_calls, 8_000, "every 4th call is loud");
+    assert_eq!(summary.counts.expected_lines, 40_000);
+    assert_eq!(summary.counts.lines_captured, 40_000);
+    assert_eq!(summary.counts.lines_lost, 0);
     finish(kernel);
 }
 
@@ -48,7 +48,7 @@ fn a_fixed_name_is_counted_across_threads() {
     };
     let summary = stress::run(&kernel, &options, &|_| {});
     summary.verify().expect("every call logged both lines");
-    assert_eq!(summary.lines_captured, 1_600);
+    assert_eq!(summary.counts.lines_captured, 1_600);
     let greetings = kernel
         .log()
         .iter()
@@ -115,9 +115,9 @@ fn verification_catches_a_line_nobody_asked_for() {
                 .expect("hello");
         });
     });
-    assert_eq!(summary.lines_unexpected, 1, "{summary}");
-    assert_eq!(summary.lines_captured, 301);
-    assert_eq!(summary.lines_lost, 0);
+    assert_eq!(summary.counts.lines_unexpected, 1, "{summary}");
+    assert_eq!(summary.counts.lines_captured, 301);
+    assert_eq!(summary.counts.lines_lost, 0);
     let err = summary.verify().expect_err("an extra line fails the run");
     assert!(
         err.problems.iter().any(|p| p.contains("Hello, intruder!")),
