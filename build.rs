@@ -683,30 +683,27 @@ fn package_library(paths: &Paths) -> Result<PathBuf> {
     Ok(shared)
 }
 
-/// Fails unless the object's undefined and global symbols are as designed.
-fn check_symbols(object: &Path) -> Result<()> {
-    let undefined = run_cmd(Command::new("nm").arg("-u").arg(object))?;
-    let unexpected: Vec<&str> = undefined
+/// The symbols `nm <args> object` lists that are not in `allowed`.
+fn symbols_except(object: &Path, args: &[&str], allowed: &[&str]) -> Result<Vec<String>> {
+    let listing = run_cmd(Command::new("nm").args(args).arg(object))?;
+    Ok(listing
         .lines()
         .filter_map(|l| l.split_whitespace().last())
-        .filter(|s| !ALLOWED_UNDEFINED.contains(s))
-        .collect();
+        .filter(|s| !allowed.contains(s))
+        .map(str::to_string)
+        .collect())
+}
+
+/// Fails unless the object's undefined and global symbols are as designed.
+fn check_symbols(object: &Path) -> Result<()> {
+    let unexpected = symbols_except(object, &["-u"], ALLOWED_UNDEFINED)?;
     if !unexpected.is_empty() {
         return Err(format!(
             "the kernel library has undefined symbols (the arch port must define them): {}",
             unexpected.join(" ")
         ));
     }
-    let globals = run_cmd(
-        Command::new("nm")
-            .args(["-g", "--defined-only"])
-            .arg(object),
-    )?;
-    let leaked: Vec<&str> = globals
-        .lines()
-        .filter_map(|l| l.split_whitespace().last())
-        .filter(|s| !API_SYMBOLS.contains(s))
-        .collect();
+    let leaked = symbols_except(object, &["-g", "--defined-only"], API_SYMBOLS)?;
     if !leaked.is_empty() {
         return Err(format!(
             "non-API global symbols in the kernel library: {}",

@@ -93,9 +93,7 @@ pub fn gettid(kernel: &Kernel) -> i64 {
 
 /// The host page size.
 pub fn page_size() -> usize {
-    // SAFETY: sysconf has no preconditions.
-    let size = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
-    usize::try_from(size).expect("a page size")
+    lkl_sim::mem::page_size()
 }
 
 /// Anonymous, zeroed, read-write pages of our own, some of which may be
@@ -111,22 +109,10 @@ pub struct Pages {
 impl Pages {
     /// Maps `count` read-write pages.
     pub fn new(count: usize) -> Pages {
-        let len = count * page_size();
-        // SAFETY: an anonymous private mapping at an address of the
-        // system's choosing; it overlaps nothing of ours.
-        let base = unsafe {
-            libc::mmap(
-                std::ptr::null_mut(),
-                len,
-                libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
-                -1,
-                0,
-            )
-        };
-        assert_ne!(base, libc::MAP_FAILED, "mmap of {count} pages");
+        let base = lkl_sim::mem::map(count * page_size())
+            .unwrap_or_else(|e| panic!("mapping {count} pages: {e}"));
         Pages {
-            base: base as usize,
+            base: base.as_ptr() as usize,
             count,
             unmapped: vec![false; count],
         }
