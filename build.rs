@@ -32,7 +32,12 @@ const DEBIAN_PACKAGE: &str = "linux-source-6.12";
 /// The tarball inside that package.
 const DEBIAN_TARBALL: &str = "linux-source-6.12.tar.xz";
 /// Symbols kept global in the library; everything else becomes local.
-const API_SYMBOLS: &[&str] = &["lkl_start_kernel", "lkl_syscall", "lkl_sys_halt"];
+const API_SYMBOLS: &[&str] = &[
+    "lkl_start_kernel",
+    "lkl_syscall",
+    "lkl_flush_console",
+    "lkl_sys_halt",
+];
 /// The only undefined symbol a relocatable vmlinux may have.
 const ALLOWED_UNDEFINED: &[&str] = &["_GLOBAL_OFFSET_TABLE_"];
 
@@ -799,7 +804,30 @@ fn generate_bindings(paths: &Paths) -> Result<()> {
     bindings
         .write_to_file(&out)
         .map_err(|e| io_err("write", &out, e))?;
-    Ok(())
+    generate_kconfig(paths)
+}
+
+/// The configuration values the harness checks its options against, as
+/// Rust constants (`sys::kconfig`).
+fn generate_kconfig(paths: &Paths) -> Result<()> {
+    let config_path = paths.build().join(".config");
+    let config = fs::read_to_string(&config_path).map_err(|e| io_err("read", &config_path, e))?;
+    let value = |name: &str| -> Result<String> {
+        config
+            .lines()
+            .find_map(|l| l.strip_prefix(&format!("CONFIG_{name}=")))
+            .map(str::to_string)
+            .ok_or_else(|| format!("{} has no CONFIG_{name}", config_path.display()))
+    };
+    let text = format!(
+        "/// Values of the kernel's configuration (`.config`).\n\
+         pub mod kconfig {{\n    \
+         /// `CONFIG_NR_CPUS`: the most CPUs the kernel can boot with.\n    \
+         pub const NR_CPUS: u32 = {};\n}}\n",
+        value("NR_CPUS")?
+    );
+    let out = paths.out.join("kconfig.rs");
+    fs::write(&out, text).map_err(|e| io_err("write", &out, e))
 }
 
 /// C glue compiled with cc: the seed's selftest, run in-process against a

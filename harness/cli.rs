@@ -62,6 +62,10 @@ pub struct KernelArgs {
     /// Memory for the kernel, in MiB (the kernel's mem=).
     #[arg(long, value_name = "MIB", default_value_t = 64, global = true)]
     pub mem: u32,
+    /// CPUs: how many host threads run kernel code at the same moment
+    /// (the kernel's nr_cpus=). 1 is a uniprocessor.
+    #[arg(long, value_name = "N", default_value_t = lkl_harness::kernel::DEFAULT_CPUS, global = true)]
+    pub cpus: u32,
     /// Extra kernel command line, e.g. "lkl_test_warn=1" or "loglevel=4".
     #[arg(long, value_name = "ARGS", default_value = "", global = true)]
     pub cmdline: String,
@@ -72,6 +76,7 @@ impl KernelArgs {
     pub fn boot_options(&self) -> BootOptions {
         BootOptions {
             mem_mib: self.mem,
+            cpus: self.cpus,
             cmdline: self.cmdline.clone(),
             ..BootOptions::default()
         }
@@ -81,8 +86,8 @@ impl KernelArgs {
 /// The stress run (no command).
 #[derive(Debug, Args)]
 struct StressArgs {
-    /// Host threads calling hello() at once. The kernel is uniprocessor:
-    /// they interleave, never run kernel code in parallel.
+    /// Host threads calling hello() at once; up to --cpus of them run
+    /// kernel code in parallel.
     #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u32).range(1..=4096))]
     threads: u32,
     /// Calls per thread.

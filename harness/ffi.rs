@@ -12,19 +12,21 @@ use lkl_sim::HostOps;
 pub type StartFn = unsafe extern "C" fn(*const HostOps, *const c_char) -> c_int;
 /// `lkl_syscall`.
 pub type SyscallFn = unsafe extern "C" fn(c_long, *mut c_long) -> c_long;
-/// `lkl_sys_halt`.
+/// `lkl_sys_halt`, and `lkl_flush_console`.
 pub type HaltFn = unsafe extern "C" fn() -> c_long;
 
 extern "C" {
     fn lkl_start_kernel(ops: *const HostOps, cmdline: *const c_char) -> c_int;
     fn lkl_syscall(nr: c_long, params: *mut c_long) -> c_long;
+    fn lkl_flush_console() -> c_long;
     fn lkl_sys_halt() -> c_long;
 }
 
-/// One kernel's API: three entry points, and the library they live in.
+/// One kernel's API: four entry points, and the library they live in.
 pub struct Api {
     pub start: StartFn,
     pub syscall: SyscallFn,
+    pub flush_console: HaltFn,
     pub halt: HaltFn,
     /// `None` for the statically linked kernel.
     pub library: Option<Library>,
@@ -57,6 +59,7 @@ impl Api {
         Api {
             start: lkl_start_kernel,
             syscall: lkl_syscall,
+            flush_console: lkl_flush_console,
             halt: lkl_sys_halt,
             library: None,
             image: (0, 0),
@@ -98,12 +101,16 @@ impl Api {
             let syscall = *library
                 .get::<SyscallFn>(b"lkl_syscall\0")
                 .map_err(|e| e.to_string())?;
+            let flush_console = *library
+                .get::<HaltFn>(b"lkl_flush_console\0")
+                .map_err(|e| e.to_string())?;
             let halt = *library
                 .get::<HaltFn>(b"lkl_sys_halt\0")
                 .map_err(|e| e.to_string())?;
             Api {
                 start,
                 syscall,
+                flush_console,
                 halt,
                 library: Some(library),
                 image: mapping_of(start as *const libc::c_void)?,

@@ -13,13 +13,18 @@ use crate::ffi::Api;
 /// How to boot a kernel.
 #[derive(Clone, Debug)]
 pub struct BootOptions {
-    /// Memory for the kernel, in MiB (`mem=`).
+    /// Memory for the kernel, in MiB (`mem=`), from [`MIN_MEM_MIB`] to
+    /// [`MAX_MEM_MIB`].
     pub mem_mib: u32,
-    /// Extra kernel command line, appended after `mem=`.
+    /// CPUs (`nr_cpus=`), from 1 to [`MAX_CPUS`]: up to this many host
+    /// threads run kernel code at the same moment. 1 is a uniprocessor.
+    pub cpus: u32,
+    /// Extra kernel command line, appended after `mem=` and `nr_cpus=`.
     pub cmdline: String,
     /// How long the boot may take before it is declared hung.
     pub boot_timeout: Duration,
-    /// Echo the kernel log to stderr as it is written.
+    /// Echo the kernel log to stderr as it is written. The default is on
+    /// when the environment has `LKL_ECHO=1`, to watch a test's kernel.
     pub echo: bool,
     /// If a system call has been running this long and no other has
     /// returned meanwhile, the kernel is taken to be hung: the process
@@ -28,13 +33,29 @@ pub struct BootOptions {
     pub hang_timeout: Option<Duration>,
 }
 
+/// The CPUs a kernel boots with unless told otherwise: enough for kernel
+/// code to run in parallel, so that races show up in every test run.
+pub const DEFAULT_CPUS: u32 = 2;
+
+/// The most CPUs the kernel was built for (`CONFIG_NR_CPUS`).
+pub const MAX_CPUS: u32 = crate::sys::kconfig::NR_CPUS;
+
+/// The least memory the kernel boots with, in MiB.
+pub const MIN_MEM_MIB: u32 = 8;
+
+/// The most memory a kernel may have, in MiB. The arena itself is only
+/// reserved, but the kernel's map of it (`struct page`s, 1.6 % of it) is
+/// real host memory, written at boot.
+pub const MAX_MEM_MIB: u32 = 16 * 1024;
+
 impl Default for BootOptions {
     fn default() -> Self {
         BootOptions {
             mem_mib: 64,
+            cpus: DEFAULT_CPUS,
             cmdline: String::new(),
             boot_timeout: Duration::from_secs(20),
-            echo: false,
+            echo: std::env::var_os("LKL_ECHO").is_some_and(|v| v == "1"),
             hang_timeout: Some(Duration::from_secs(120)),
         }
     }
@@ -43,18 +64,96 @@ impl Default for BootOptions {
 impl BootOptions {
     /// The full kernel command line.
     pub fn command_line(&self) -> String {
-        let mut line = format!("mem={}M", self.mem_mib);
+        let mut line = format!("mem={}M nr_cpus={}", self.mem_mib, self.cpus);
         if !self.cmdline.is_empty() {
             line.push(' ');
             line.push_str(&self.cmdline);
         }
         line
     }
+
+    /// Checks every option before anything is booted: `Err` names the
+    /// option, what it may be and how to fix it.
+    pub fn validate(&self) -> Result<(), Error> {
+        let bad = |option: &'static str, value: String, accepted: String, fix: String| {
+            Err(Error::BadOption {
+                option,
+                value,
+                accepted,
+                fix,
+            })
+        };
+        if !(MIN_MEM_MIB..=MAX_MEM_MIB).contains(&self.mem_mib) {
+            return bad(
+                "mem_mib",
+                self.mem_mib.to_string(),
+                format!("{MIN_MEM_MIB} to {MAX_MEM_MIB} MiB"),
+                "the default, 64, suits system call tests; use more only for \
+                 tests that allocate a lot"
+                    .into(),
+            );
+        }
+        if !(1..=MAX_CPUS).contains(&self.cpus) {
+            return bad(
+                "cpus",
+                self.cpus.to_string(),
+                format!("1 to {MAX_CPUS} (CONFIG_NR_CPUS)"),
+                format!("use 1 for a uniprocessor, {DEFAULT_CPUS} (the default) or more for SMP"),
+            );
+        }
+        if self.cmdline.contains('\0') {
+            return bad(
+                "cmdline",
+                format!("{:?}", self.cmdline),
+                "text without NUL bytes".into(),
+                "remove the NUL byte".into(),
+            );
+        }
+        for word in self.cmdline.split_whitespace() {
+            let key = word.split('=').next().unwrap_or(word);
+            let field = match key {
+                "mem" => "mem_mib",
+                "nr_cpus" | "maxcpus" | "nosmp" => "cpus",
+                _ => continue,
+            };
+            return bad(
+                "cmdline",
+                format!("{:?}", self.cmdline),
+                format!("a command line without `{key}`"),
+                format!(
+                    "set BootOptions::{field} (--{} on the command line) instead",
+                    &field[..field.find('_').unwrap_or(field.len())]
+                ),
+            );
+        }
+        if self.boot_timeout.is_zero() {
+            return bad(
+                "boot_timeout",
+                format!("{:?}", self.boot_timeout),
+                "more than zero".into(),
+                "leave the default, 20 s".into(),
+            );
+        }
+        Ok(())
+    }
 }
 
-/// What went wrong with a kernel. Every variant carries the kernel log.
+/// What went wrong with a kernel. Every variant that booted one carries
+/// its log.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
+    /// A boot option is out of range; nothing was booted.
+    #[error("bad boot option {option} = {value}: it must be {accepted}; {fix}")]
+    BadOption {
+        /// The option (a field of [`BootOptions`]).
+        option: &'static str,
+        /// The value given.
+        value: String,
+        /// What it may be.
+        accepted: String,
+        /// How to fix it.
+        fix: String,
+    },
     /// The kernel library could not be loaded.
     #[error("cannot load the kernel library: {0}")]
     Load(String),
@@ -113,11 +212,11 @@ pub enum Error {
 /// A booted kernel.
 ///
 /// System calls may be made from any number of threads at once; each host
-/// thread gets its own kernel task the first time it calls. The kernel is
-/// uniprocessor: threads interleave where a system call sleeps, kernel
-/// code never runs in parallel.
+/// thread gets its own kernel task the first time it calls. Up to
+/// [`BootOptions::cpus`] of them run kernel code at the same moment.
 pub struct Kernel {
     host: Arc<Host>,
+    cpus: u32,
     api: Api,
     halted: AtomicBool,
     boot_time: Duration,
@@ -161,6 +260,7 @@ impl Kernel {
     /// for this instance alone, so any number of them can live in one
     /// process (one per test).
     pub fn boot(options: BootOptions) -> Result<Kernel, Error> {
+        options.validate()?;
         let api = Api::private().map_err(Error::Load)?;
         Self::boot_with(api, options)
     }
@@ -168,6 +268,7 @@ impl Kernel {
     /// Boots the kernel statically linked into this executable. It can be
     /// booted once per process; use [`Kernel::boot`] for more.
     pub fn boot_linked(options: BootOptions) -> Result<Kernel, Error> {
+        options.validate()?;
         static BOOTED: AtomicBool = AtomicBool::new(false);
         if BOOTED.swap(true, Ordering::SeqCst) {
             return Err(Error::Load(
@@ -180,6 +281,7 @@ impl Kernel {
     }
 
     fn boot_with(api: Api, options: BootOptions) -> Result<Kernel, Error> {
+        options.validate()?;
         let host = Host::with_image(api.image.0, api.image.1);
         host.console().set_echo(options.echo);
         let cmdline = CString::new(options.command_line())
@@ -237,6 +339,7 @@ impl Kernel {
                 };
                 Ok(Kernel {
                     host,
+                    cpus: options.cpus,
                     api,
                     halted: AtomicBool::new(false),
                     boot_time,
@@ -302,6 +405,22 @@ impl Kernel {
         Errno::result(self.syscall_raw(nr, args))
     }
 
+    /// Waits until every record the kernel logged before this call has
+    /// reached [`log`](Self::log). A record is usually there by the time
+    /// the system call that logged it returns, but with several CPUs
+    /// another CPU's console may print it a moment later.
+    ///
+    /// Returns `Err(ETIMEDOUT)` if the console stalled for a second.
+    pub fn flush_log(&self) -> Result<(), Errno> {
+        assert!(
+            !self.halted.load(Ordering::SeqCst),
+            "flush_log after the kernel was halted"
+        );
+        // SAFETY: the kernel is booted and not halted; the call takes no
+        // arguments and runs as the calling thread's task.
+        Errno::result(unsafe { (self.api.flush_console)() }).map(|_| ())
+    }
+
     /// Every log record so far.
     pub fn log(&self) -> Vec<Record> {
         self.host.console().records()
@@ -315,6 +434,52 @@ impl Kernel {
     /// The log as `dmesg` prints it.
     pub fn dmesg(&self) -> String {
         self.host.console().dmesg()
+    }
+
+    /// Pins the calling thread's kernel task to `cpu` with
+    /// `sched_setaffinity`: its system calls run on that CPU from now on,
+    /// so that a test can put two calls on two different CPUs. `EINVAL`
+    /// for a CPU the kernel does not have.
+    pub fn pin_current_thread(&self, cpu: u32) -> Result<(), Errno> {
+        let cpus = self.cpus();
+        if cpu >= cpus {
+            return Err(Errno::EINVAL);
+        }
+        self.set_affinity(&[cpu])
+    }
+
+    /// Lets the calling thread's kernel task run on every CPU again.
+    pub fn unpin_current_thread(&self) -> Result<(), Errno> {
+        let all: Vec<u32> = (0..self.cpus()).collect();
+        self.set_affinity(&all)
+    }
+
+    fn set_affinity(&self, cpus: &[u32]) -> Result<(), Errno> {
+        let mut mask = [0u64; (MAX_CPUS as usize).div_ceil(64)];
+        for &cpu in cpus {
+            mask[cpu as usize / 64] |= 1 << (cpu % 64);
+        }
+        self.syscall(
+            crate::sys::__NR_sched_setaffinity,
+            &[0, std::mem::size_of_val(&mask) as i64, mask.as_ptr() as i64],
+        )
+        .map(|_| ())
+    }
+
+    /// The CPU the calling thread's kernel task runs on (`getcpu`).
+    pub fn current_cpu(&self) -> u32 {
+        let mut cpu: u32 = u32::MAX;
+        self.syscall(
+            crate::sys::__NR_getcpu,
+            &[&mut cpu as *mut u32 as i64, 0, 0],
+        )
+        .expect("getcpu cannot fail with a valid pointer");
+        cpu
+    }
+
+    /// How many CPUs this kernel has ([`BootOptions::cpus`]).
+    pub fn cpus(&self) -> u32 {
+        self.cpus
     }
 
     /// The host state of this kernel (console, panic state).

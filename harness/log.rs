@@ -49,16 +49,17 @@ impl Kernel {
     /// this works while other threads call into the same kernel. The
     /// records stay in the log ([`Kernel::log`] still has them).
     ///
-    /// It relies on printk reaching the console before the system call
-    /// that logged returns. That holds for this kernel: it is
-    /// uniprocessor and not preemptible, the printing task takes the
-    /// console lock itself, and no code here holds that lock across a
-    /// sleep. A record printed on behalf of another task would still carry
-    /// its own caller, so it is never attributed to the wrong thread.
+    /// A record may be printed by another CPU's console a moment after the
+    /// call that logged it returned: capture waits for the console to
+    /// catch up ([`Kernel::flush_log`]) before it looks. A record printed
+    /// on behalf of another task still carries its own caller (the printk
+    /// caller id), so it is never attributed to the wrong thread.
     pub fn capture<R>(&self, f: impl FnOnce(&Kernel) -> R) -> (R, Vec<Record>) {
         let tid = self.current_tid();
+        self.flush_log().expect("the kernel console stalled");
         let before = last_seq(&self.log());
         let result = f(self);
+        self.flush_log().expect("the kernel console stalled");
         let records = self
             .log()
             .into_iter()

@@ -29,7 +29,6 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
-use crate::errno::Errno;
 use crate::hello::{HelloArgs, HELLO_FLAG_LOUD};
 use crate::kernel::Kernel;
 use crate::log::Caller;
@@ -136,6 +135,8 @@ pub struct Summary {
     pub unexpected_samples: Vec<String>,
     /// Up to ten of the lost lines.
     pub lost_samples: Vec<String>,
+    /// Kernel bug reports the run caused, as `dmesg` prints them.
+    pub splats: Vec<String>,
     /// Wall time from the moment all threads were ready to the last
     /// call's return (in JSON: seconds, as `elapsed_s`).
     #[serde(rename = "elapsed_s", serialize_with = "as_secs")]
@@ -206,6 +207,7 @@ impl Summary {
                 self.counts.wrong_caller
             ));
         }
+        problems.extend(splat_problem(&self.splats));
         if problems.is_empty() {
             Ok(())
         } else {
@@ -286,33 +288,132 @@ pub fn fmt_ns(ns: u64) -> String {
     }
 }
 
+/// One call of a [`run_calls`] run: which thread makes it, and which of
+/// that thread's calls it is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Call {
+    /// The thread, from 0.
+    pub thread: usize,
+    /// The call of that thread, from 0.
+    pub index: usize,
+}
+
+/// The outcome of a [`run_calls`] run.
+#[derive(Clone, Debug, Serialize)]
+pub struct Calls {
+    /// Threads that called.
+    pub threads: usize,
+    /// Calls made.
+    pub calls: u64,
+    /// Calls whose check failed, by the message it failed with.
+    pub failures: BTreeMap<String, u64>,
+    /// Up to ten failed calls, as `thread T call C: message`.
+    pub failure_samples: Vec<String>,
+    /// Kernel bug reports the run caused (`WARNING:`, `BUG:`, lockdep,
+    /// KCSAN ...; see [`crate::check::is_splat`]), as `dmesg` prints them.
+    pub splats: Vec<String>,
+    /// Which calls failed: (thread, call).
+    #[serde(skip)]
+    pub failed: BTreeSet<(usize, usize)>,
+    /// The kernel task id of each thread.
+    #[serde(skip)]
+    pub tids: Vec<u32>,
+    /// The first log record of the run (an index into [`Kernel::log`]).
+    #[serde(skip)]
+    pub log_start: usize,
+    /// Wall time from the moment all threads were ready to the last
+    /// call's return (in JSON: seconds, as `elapsed_s`).
+    #[serde(rename = "elapsed_s", serialize_with = "as_secs")]
+    pub elapsed: Duration,
+    /// Calls per second over `elapsed`.
+    pub calls_per_sec: f64,
+    /// Median latency of one call, in nanoseconds.
+    pub latency_p50_ns: u64,
+    /// 99th percentile latency of one call, in nanoseconds.
+    pub latency_p99_ns: u64,
+}
+
+impl Calls {
+    /// `Ok` if every call's check passed and the kernel reported no bug.
+    pub fn verify(&self) -> Result<(), StressError> {
+        let mut problems: Vec<String> = self
+            .failures
+            .iter()
+            .map(|(message, count)| format!("{count} call(s) failed: {message}"))
+            .collect();
+        problems.extend(splat_problem(&self.splats));
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(StressError { problems })
+        }
+    }
+}
+
+/// The verdict's line for the kernel's bug reports, if any.
+fn splat_problem(splats: &[String]) -> Option<String> {
+    (!splats.is_empty()).then(|| {
+        format!(
+            "the kernel reported {} bug line(s) during the run: {:?}",
+            splats.len(),
+            &splats[..splats.len().min(10)]
+        )
+    })
+}
+
 /// What one worker thread brings back.
 struct Worker {
     tid: u32,
-    failures: Vec<(usize, Errno)>,
+    failures: Vec<(usize, String)>,
     latency: Histogram,
 }
 
-/// Runs the stress: `options.threads` threads, each making
-/// `options.calls` `hello` calls, then counts the log records the run
-/// produced. `progress` is called from the workers with the number of
-/// calls completed since their last report (in batches, to stay cheap).
+/// Runs `threads` host threads at once, each making `calls` calls of
+/// `call`, and checks the kernel log afterwards: the generic stress run
+/// that [`run`] (for `hello()`) is built on, for any system call.
 ///
-/// Panics if `options.name` contains a NUL byte.
-pub fn run(kernel: &Kernel, options: &StressOptions, progress: &(dyn Fn(u64) + Sync)) -> Summary {
-    if let Some(name) = &options.name {
-        assert!(!name.contains('\0'), "a hello name cannot contain NUL");
-    }
+/// `call` makes one call and checks it: `Err(message)` counts as a failed
+/// call. Every thread gets its kernel task before the clock starts, and
+/// all start together. `progress` is called from the workers with the
+/// number of calls completed since their last report (in batches, to stay
+/// cheap). The latency of each `call` is measured, check included.
+///
+/// ```
+/// use lkl_harness::{stress, sys, BootOptions, Kernel};
+///
+/// let kernel = Kernel::boot(BootOptions::default()).unwrap();
+/// let calls = stress::run_calls(&kernel, 4, 100, &|_| {}, |call, kernel| {
+///     let tid = kernel.syscall(sys::__NR_gettid, &[]).map_err(|e| e.to_string())?;
+///     let pid = kernel.syscall(sys::__NR_getpid, &[]).map_err(|e| e.to_string())?;
+///     if pid != 1 || tid == 1 {
+///         return Err(format!("thread {}: pid {pid}, tid {tid}", call.thread));
+///     }
+///     Ok(())
+/// });
+/// calls.verify().expect("every check passed, the kernel reported nothing");
+/// assert_eq!(calls.calls, 400);
+/// ```
+pub fn run_calls<F>(
+    kernel: &Kernel,
+    threads: usize,
+    calls: usize,
+    progress: &(dyn Fn(u64) + Sync),
+    call: F,
+) -> Calls
+where
+    F: Fn(Call, &Kernel) -> Result<(), String> + Sync,
+{
     // Records are only ever appended (unless someone drains the log
     // during the run, which nothing here does): the run's are those after
     // this position.
-    let start = kernel.host().console().len();
-    let ready = Barrier::new(options.threads + 1);
+    kernel.flush_log().expect("the kernel console stalled");
+    let log_start = kernel.host().console().len();
+    let ready = Barrier::new(threads + 1);
     let (workers, elapsed) = std::thread::scope(|scope| {
-        let handles: Vec<_> = (0..options.threads)
+        let handles: Vec<_> = (0..threads)
             .map(|thread| {
-                let ready = &ready;
-                scope.spawn(move || worker(kernel, options, thread, ready, progress))
+                let (ready, call) = (&ready, &call);
+                scope.spawn(move || worker(kernel, thread, calls, ready, progress, call))
             })
             .collect();
         ready.wait();
@@ -323,44 +424,66 @@ pub fn run(kernel: &Kernel, options: &StressOptions, progress: &(dyn Fn(u64) + S
             .collect();
         (workers, started.elapsed())
     });
-    tally(kernel, options, start, workers, elapsed)
+    kernel.flush_log().expect("the kernel console stalled");
+    let records = kernel.log();
+    let splats = crate::check::splat_lines(records.get(log_start..).unwrap_or_default());
+
+    let mut failures = BTreeMap::new();
+    let mut failure_samples = Vec::new();
+    let mut failed = BTreeSet::new();
+    let mut latency = Histogram::default();
+    for (thread, w) in workers.iter().enumerate() {
+        for (index, message) in &w.failures {
+            *failures.entry(message.clone()).or_insert(0) += 1;
+            failed.insert((thread, *index));
+            if failure_samples.len() < 10 {
+                failure_samples.push(format!("thread {thread} call {index}: {message}"));
+            }
+        }
+        latency.merge(&w.latency);
+    }
+    let total = (threads * calls) as u64;
+    Calls {
+        threads,
+        calls: total,
+        failures,
+        failure_samples,
+        splats,
+        failed,
+        tids: workers.iter().map(|w| w.tid).collect(),
+        log_start,
+        elapsed,
+        calls_per_sec: total as f64 / elapsed.as_secs_f64().max(f64::MIN_POSITIVE),
+        latency_p50_ns: latency.percentile(50.0),
+        latency_p99_ns: latency.percentile(99.0),
+    }
 }
 
 /// One thread's calls: the loop every caller of this crate shares.
-fn worker(
+fn worker<F>(
     kernel: &Kernel,
-    options: &StressOptions,
     thread: usize,
+    calls: usize,
     ready: &Barrier,
     progress: &(dyn Fn(u64) + Sync),
-) -> Worker {
+    call: &F,
+) -> Worker
+where
+    F: Fn(Call, &Kernel) -> Result<(), String>,
+{
     // The first call gives this thread its kernel task; make it before
     // the clock starts.
     let tid = kernel.current_tid();
     let mut latency = Histogram::default();
     let mut failures = Vec::new();
-    let mut name = Vec::with_capacity(NAME_MAX_PRINTED + 1);
     let mut unreported = 0;
     ready.wait();
-    for call in 0..options.calls {
-        name.clear();
-        match &options.name {
-            Some(fixed) => name.extend_from_slice(fixed.as_bytes()),
-            None => write!(name, "t{thread}-c{call}").expect("writing to a Vec cannot fail"),
-        }
-        name.push(0);
-        let cname = CStr::from_bytes_with_nul(&name).expect("one NUL, at the end");
-        let flags = if options.is_loud(call) {
-            HELLO_FLAG_LOUD
-        } else {
-            0
-        };
-        let args = HelloArgs::new(cname, flags);
+    for index in 0..calls {
         let started = Instant::now();
-        let result = kernel.hello(&args);
+        let result = call(Call { thread, index }, kernel);
         latency.record(started.elapsed());
-        if let Err(errno) = result {
-            failures.push((call, errno));
+        if let Err(message) = result {
+            failures.push((index, message));
         }
         unreported += 1;
         if unreported == PROGRESS_BATCH {
@@ -374,6 +497,42 @@ fn worker(
         failures,
         latency,
     }
+}
+
+/// Runs the stress: `options.threads` threads, each making
+/// `options.calls` `hello` calls (through [`run_calls`]), then counts the
+/// log records the run produced.
+///
+/// Panics if `options.name` contains a NUL byte.
+pub fn run(kernel: &Kernel, options: &StressOptions, progress: &(dyn Fn(u64) + Sync)) -> Summary {
+    if let Some(name) = &options.name {
+        assert!(!name.contains('\0'), "a hello name cannot contain NUL");
+    }
+    let calls = run_calls(
+        kernel,
+        options.threads,
+        options.calls,
+        progress,
+        |call, kernel| {
+            let mut name = Vec::with_capacity(NAME_MAX_PRINTED + 1);
+            match &options.name {
+                Some(fixed) => name.extend_from_slice(fixed.as_bytes()),
+                None => write!(name, "t{}-c{}", call.thread, call.index)
+                    .expect("writing to a Vec cannot fail"),
+            }
+            name.push(0);
+            let name = CStr::from_bytes_with_nul(&name).expect("one NUL, at the end");
+            let flags = if options.is_loud(call.index) {
+                HELLO_FLAG_LOUD
+            } else {
+                0
+            };
+            kernel
+                .hello(&HelloArgs::new(name, flags))
+                .map_err(|errno| format!("{errno:?}"))
+        },
+    );
+    tally(kernel, options, calls)
 }
 
 /// One expected log text: how often, and from which thread.
@@ -390,29 +549,11 @@ fn printed(name: &str) -> String {
     String::from_utf8_lossy(bytes).into_owned()
 }
 
-/// Counts the records logged after position `start` against what the
-/// calls asked for.
-fn tally(
-    kernel: &Kernel,
-    options: &StressOptions,
-    start: usize,
-    workers: Vec<Worker>,
-    elapsed: Duration,
-) -> Summary {
+/// Counts the records logged during the run against what the calls asked
+/// for.
+fn tally(kernel: &Kernel, options: &StressOptions, calls: Calls) -> Summary {
     let mut expected: HashMap<String, Expected> = HashMap::new();
-    let mut errors = BTreeMap::new();
-    let mut latency = Histogram::default();
-    let failed: BTreeSet<(usize, usize)> = workers
-        .iter()
-        .enumerate()
-        .flat_map(|(t, w)| w.failures.iter().map(move |&(c, _)| (t, c)))
-        .collect();
-    for w in &workers {
-        for (_, errno) in &w.failures {
-            *errors.entry(format!("{errno:?}")).or_insert(0) += 1;
-        }
-        latency.merge(&w.latency);
-    }
+    let failed = &calls.failed;
     let mut expected_lines = 0;
     for thread in 0..options.threads {
         for call in 0..options.calls {
@@ -439,13 +580,13 @@ fn tally(
         }
     }
 
-    let tids: Vec<u32> = workers.iter().map(|w| w.tid).collect();
+    let tids = &calls.tids;
     let mut lines_captured = 0;
     let mut lines_unexpected = 0;
     let mut wrong_caller = 0;
     let mut unexpected_samples = Vec::new();
     let records = kernel.log();
-    for record in records.get(start..).unwrap_or_default() {
+    for record in records.get(calls.log_start..).unwrap_or_default() {
         lines_captured += 1;
         match expected.get_mut(&record.text) {
             Some(e) => {
@@ -479,14 +620,13 @@ fn tally(
     }
     lost_samples.sort();
 
-    let calls = options.total_calls();
     Summary {
         options: options.clone(),
         counts: Counts {
             threads: options.threads,
-            calls,
+            calls: calls.calls,
             loud_calls: options.loud_calls(),
-            errors,
+            errors: calls.failures.clone(),
             expected_lines,
             lines_captured,
             lines_lost,
@@ -496,10 +636,11 @@ fn tally(
         },
         unexpected_samples,
         lost_samples,
-        elapsed,
-        calls_per_sec: calls as f64 / elapsed.as_secs_f64().max(f64::MIN_POSITIVE),
-        latency_p50_ns: latency.percentile(50.0),
-        latency_p99_ns: latency.percentile(99.0),
+        splats: calls.splats.clone(),
+        elapsed: calls.elapsed,
+        calls_per_sec: calls.calls_per_sec,
+        latency_p50_ns: calls.latency_p50_ns,
+        latency_p99_ns: calls.latency_p99_ns,
     }
 }
 

@@ -15,3 +15,4 @@
 )]
 
 include!(concat!(env!("OUT_DIR"), "/bindings.rs"));
+include!(concat!(env!("OUT_DIR"), "/kconfig.rs"));

@@ -191,6 +191,7 @@ fn host_ops_rust_mirror_matches_the_c_header() {
         thread_create,
         thread_self,
         thread_join,
+        thread_yield,
         tls_alloc,
         tls_free,
         tls_set,
@@ -205,6 +206,7 @@ fn host_ops_rust_mirror_matches_the_c_header() {
         mem_free,
         copy_from_user,
         copy_to_user,
+        user_cmpxchg32,
         backtrace,
     );
     assert_eq!(size_of::<sys::lkl_host_ops>(), size_of::<HostOps>());

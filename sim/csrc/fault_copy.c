@@ -15,6 +15,7 @@
 #include <setjmp.h>
 #include <signal.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <string.h>
 
 /* Volatile: the handler reads it between any two instructions. */
@@ -90,6 +91,27 @@ size_t lkl_sim_fault_copy(void *dst, const void *src, size_t n)
 	}
 	recovery = &point;
 	memcpy(dst, src, n);
+	recovery = NULL;
+	return 0;
+}
+
+/*
+ * Compare-and-exchange of a 32-bit word: *expected gets the word's value.
+ * Returns 0, or -1 if the word faulted (unmapped, or not writable: a
+ * locked cmpxchg always writes).
+ */
+int lkl_sim_fault_cmpxchg32(uint32_t *addr, uint32_t *expected,
+			    uint32_t desired)
+{
+	sigjmp_buf point;
+
+	if (sigsetjmp(point, 0)) {
+		recovery = NULL;
+		return -1;
+	}
+	recovery = &point;
+	__atomic_compare_exchange_n(addr, expected, desired, 0,
+				    __ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST);
 	recovery = NULL;
 	return 0;
 }

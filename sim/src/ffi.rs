@@ -107,6 +107,8 @@ pub struct HostOps {
     pub thread_self: Option<unsafe extern "C" fn() -> LklThread>,
     /// Wait for a thread created by `thread_create`; 0 or -1.
     pub thread_join: Option<unsafe extern "C" fn(tid: LklThread) -> c_int>,
+    /// Let other host threads run.
+    pub thread_yield: Option<unsafe extern "C" fn()>,
 
     /// Allocate a thread-local slot.
     pub tls_alloc:
@@ -146,6 +148,11 @@ pub struct HostOps {
     pub copy_to_user:
         Option<unsafe extern "C" fn(dst: *mut c_void, src: *const c_void, len: c_ulong) -> c_ulong>,
 
+    /// Compare-and-exchange a 32-bit word at a possibly invalid host
+    /// address; 0, or -1 if it faulted.
+    pub user_cmpxchg32:
+        Option<unsafe extern "C" fn(uaddr: *mut u32, expected: *mut u32, desired: u32) -> c_int>,
+
     /// Write the calling thread's call stack, a frame a line, into `buf`.
     pub backtrace:
         Option<unsafe extern "C" fn(ctx: *mut c_void, buf: *mut c_char, len: c_ulong) -> c_ulong>,
@@ -161,7 +168,7 @@ unsafe impl Send for HostOps {}
 unsafe impl Sync for HostOps {}
 
 /// The names of the fields of [`HostOps`], in order, excluding `ctx`.
-pub const OP_NAMES: [&str; 28] = [
+pub const OP_NAMES: [&str; 30] = [
     "console_write",
     "panic",
     "sem_alloc",
@@ -175,6 +182,7 @@ pub const OP_NAMES: [&str; 28] = [
     "thread_create",
     "thread_self",
     "thread_join",
+    "thread_yield",
     "tls_alloc",
     "tls_free",
     "tls_set",
@@ -189,6 +197,7 @@ pub const OP_NAMES: [&str; 28] = [
     "mem_free",
     "copy_from_user",
     "copy_to_user",
+    "user_cmpxchg32",
     "backtrace",
 ];
 
@@ -215,6 +224,7 @@ impl HostOps {
             thread_create: Some(thread::thread_create),
             thread_self: Some(thread::thread_self),
             thread_join: Some(thread::thread_join),
+            thread_yield: Some(thread::thread_yield),
             tls_alloc: Some(tls::tls_alloc),
             tls_free: Some(tls::tls_free),
             tls_set: Some(tls::tls_set),
@@ -229,6 +239,7 @@ impl HostOps {
             mem_free: Some(mem::mem_free),
             copy_from_user: Some(uaccess::copy_from_user),
             copy_to_user: Some(uaccess::copy_to_user),
+            user_cmpxchg32: Some(uaccess::user_cmpxchg32),
             backtrace: Some(crate::backtrace::backtrace),
         }
     }
@@ -256,6 +267,7 @@ impl HostOps {
             self.thread_create.is_some(),
             self.thread_self.is_some(),
             self.thread_join.is_some(),
+            self.thread_yield.is_some(),
             self.tls_alloc.is_some(),
             self.tls_free.is_some(),
             self.tls_set.is_some(),
@@ -270,6 +282,7 @@ impl HostOps {
             self.mem_free.is_some(),
             self.copy_from_user.is_some(),
             self.copy_to_user.is_some(),
+            self.user_cmpxchg32.is_some(),
             self.backtrace.is_some(),
         ];
         OP_NAMES
@@ -376,9 +389,9 @@ mod tests {
     use std::mem::{align_of, size_of};
 
     #[test]
-    fn layout_is_31_words() {
-        // ctx, image_start, image_end and 28 function pointers.
-        assert_eq!(size_of::<HostOps>(), 31 * size_of::<*const ()>());
+    fn layout_is_33_words() {
+        // ctx, image_start, image_end and 30 function pointers.
+        assert_eq!(size_of::<HostOps>(), 33 * size_of::<*const ()>());
         assert_eq!(align_of::<HostOps>(), align_of::<*const ()>());
         assert_eq!(size_of::<Option<CallbackFn>>(), size_of::<*const ()>());
     }

@@ -11,7 +11,7 @@
 //! | the C table | [`ffi`] | `struct lkl_host_ops` |
 //! | semaphores | [`sem`] | `sem_alloc/free/up/down` |
 //! | mutexes | [`mutex`] | `mutex_alloc/free/lock/unlock` |
-//! | threads | [`thread`] | `thread_create/self/join` |
+//! | threads | [`thread`] | `thread_create/self/join/yield` |
 //! | thread-local slots | [`tls`] | `tls_alloc/free/set/get` |
 //! | clocks | [`clock`] | `time_ns`, `wall_ns` |
 //! | one-shot timers | [`timer`] | `timer_alloc/set_oneshot/cancel/free` |

@@ -280,6 +280,16 @@ pub unsafe extern "C" fn thread_join(tid: LklThread) -> c_int {
     })
 }
 
+/// `thread_yield`: lets other host threads run (`sched_yield`), for a
+/// kernel busy-wait whose lock holder may not be on a host CPU.
+///
+/// # Safety
+///
+/// Always safe to call; `unsafe` only to match the ops table type.
+pub unsafe extern "C" fn thread_yield() {
+    std::thread::yield_now();
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

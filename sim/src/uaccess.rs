@@ -30,6 +30,7 @@ use crate::ffi::{guard, write_stderr};
 extern "C" {
     fn lkl_sim_fault_install() -> libc::c_int;
     fn lkl_sim_fault_copy(dst: *mut c_void, src: *const c_void, n: usize) -> usize;
+    fn lkl_sim_fault_cmpxchg32(addr: *mut u32, expected: *mut u32, desired: u32) -> libc::c_int;
 }
 
 /// Whether the fault handler is installed (once per process).
@@ -200,6 +201,43 @@ pub unsafe extern "C" fn copy_to_user(
     guard("copy_to_user", || {
         // SAFETY: forwarded caller contract.
         unsafe { fault_safe_copy(dst.cast(), src.cast(), len as usize, true) as c_ulong }
+    })
+}
+
+/// `user_cmpxchg32`: atomically replaces the 32-bit word at the possibly
+/// invalid address `uaddr` by `desired` if it holds `*expected`; stores
+/// the value found in `*expected`. Returns 0, or -1 if the word cannot be
+/// read and written (the kernel's futexes turn that into `EFAULT`).
+///
+/// # Safety
+///
+/// `expected` must be valid for reads and writes; where `uaddr` is valid,
+/// it must be memory the kernel may write (user memory of the host
+/// program), accessed by others only atomically.
+pub unsafe extern "C" fn user_cmpxchg32(
+    uaddr: *mut u32,
+    expected: *mut u32,
+    desired: u32,
+) -> libc::c_int {
+    guard("user_cmpxchg32", || {
+        if !uaddr.is_aligned() {
+            return -1;
+        }
+        if !fast_path_ready() {
+            // No recovery point: make sure the word is readable and
+            // writable first (a racing unmap can still fault).
+            let mut word = [0u8; 4];
+            // SAFETY: `word` is ours; `uaddr` is only read by the host kernel.
+            if unsafe { transfer(word.as_mut_ptr(), uaddr.cast(), 4, false) } != 0
+                // SAFETY: writes back what was read, through the host kernel.
+                || unsafe { transfer(word.as_mut_ptr(), uaddr.cast(), 4, true) } != 0
+            {
+                return -1;
+            }
+        }
+        // SAFETY: a fault on `uaddr` is caught and reported; `expected` is
+        // valid per the contract.
+        unsafe { lkl_sim_fault_cmpxchg32(uaddr, expected, desired) }
     })
 }
 

@@ -37,6 +37,7 @@ fn rust_offsets() -> Vec<usize> {
         offset_of!(HostOps, thread_create),
         offset_of!(HostOps, thread_self),
         offset_of!(HostOps, thread_join),
+        offset_of!(HostOps, thread_yield),
         offset_of!(HostOps, tls_alloc),
         offset_of!(HostOps, tls_free),
         offset_of!(HostOps, tls_set),
@@ -51,6 +52,7 @@ fn rust_offsets() -> Vec<usize> {
         offset_of!(HostOps, mem_free),
         offset_of!(HostOps, copy_from_user),
         offset_of!(HostOps, copy_to_user),
+        offset_of!(HostOps, user_cmpxchg32),
         offset_of!(HostOps, backtrace),
     ]
 }
@@ -111,8 +113,8 @@ fn layout_matches_c_header() {
     type LayoutFn = unsafe extern "C" fn(*mut usize) -> usize;
     // SAFETY: the symbol has this signature in checks.c.
     let layout: LayoutFn = unsafe { std::mem::transmute(sym(lib, c"lkl_test_layout")) };
-    let mut offsets = [0usize; 31];
-    // SAFETY: the C function writes exactly 31 entries.
+    let mut offsets = [0usize; 33];
+    // SAFETY: the C function writes exactly 33 entries.
     let size = unsafe { layout(offsets.as_mut_ptr()) };
     assert_eq!(size, std::mem::size_of::<HostOps>(), "sizeof differs");
     assert_eq!(offsets.to_vec(), rust_offsets(), "field offsets differ");

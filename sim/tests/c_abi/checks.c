@@ -10,7 +10,7 @@
 
 #include HOST_OPS_H
 
-#define NFIELDS 28
+#define NFIELDS 30
 
 size_t lkl_test_layout(size_t *offsets)
 {
@@ -32,6 +32,7 @@ size_t lkl_test_layout(size_t *offsets)
 	F(thread_create);
 	F(thread_self);
 	F(thread_join);
+	F(thread_yield);
 	F(tls_alloc);
 	F(tls_free);
 	F(tls_set);
@@ -46,6 +47,7 @@ size_t lkl_test_layout(size_t *offsets)
 	F(mem_free);
 	F(copy_from_user);
 	F(copy_to_user);
+	F(user_cmpxchg32);
 	F(backtrace);
 #undef F
 	return sizeof(struct lkl_host_ops);
@@ -148,6 +150,7 @@ int lkl_test_run(const struct lkl_host_ops *o)
 	CHECK(ops->thread_join(t) == 0);
 	CHECK(sa.seen_self == t);
 	CHECK(ops->thread_join(t) == -1);
+	ops->thread_yield();
 	ops->sem_free(sa.sem);
 	CHECK(ops->sem_alloc(-1) == NULL);
 
@@ -215,6 +218,16 @@ int lkl_test_run(const struct lkl_host_ops *o)
 	CHECK(ops->copy_from_user(buf, NULL, 16) == 16);
 	CHECK(ops->copy_to_user(NULL, buf, 16) == 16);
 	CHECK(ops->copy_from_user(buf, (void *)1, 1) == 1);
+
+	/* futex words */
+	unsigned int *word = (unsigned int *)(m + 4096), expected = 0;
+	*word = 7;
+	CHECK(ops->user_cmpxchg32(word, &expected, 9) == 0 && expected == 7);
+	CHECK(*word == 7);
+	CHECK(ops->user_cmpxchg32(word, &expected, 9) == 0 && expected == 7);
+	CHECK(*word == 9);
+	CHECK(ops->user_cmpxchg32(NULL, &expected, 1) == -1);
+	CHECK(ops->user_cmpxchg32((unsigned int *)(m + 1), &expected, 1) == -1);
 	ops->mem_free(m, 3 * 4096);
 
 	return 0;

@@ -6,6 +6,7 @@
  */
 #include <linux/console.h>
 #include <linux/init.h>
+#include <linux/printk.h>
 #include <asm/cpu.h>
 
 static void lkl_console_write(struct console *con, const char *str,
@@ -21,9 +22,32 @@ static struct console lkl_console = {
 	.index = -1,
 };
 
-static int __init lkl_console_init(void)
+/**
+ * lkl_console_init() - register the console, first thing in setup_arch()
+ *
+ * Before any other boot step, so that a panic as early as that still
+ * reaches the host with every record that led to it.
+ */
+void __init lkl_console_init(void)
 {
 	register_console(&lkl_console);
-	return 0;
 }
-console_initcall(lkl_console_init);
+
+/* A console that makes no progress for this long is given up on. */
+#define LKL_FLUSH_TIMEOUT_MS	1000
+
+static long lkl_flush_console_task(long unused_nr, long *unused_params,
+				   void *unused_data)
+{
+	return pr_flush(LKL_FLUSH_TIMEOUT_MS, true) ? 0 : -ETIMEDOUT;
+}
+
+/**
+ * lkl_flush_console() - wait until every record logged so far is printed
+ *
+ * Return: 0, -ETIMEDOUT if the console stalled, or -ESHUTDOWN.
+ */
+long lkl_flush_console(void)
+{
+	return lkl_host_call(lkl_flush_console_task, 0, NULL, NULL);
+}

@@ -2,99 +2,129 @@
 /*
  * Interrupts of the library kernel.
  *
- * The host raises an interrupt from one of its threads (the timer thread,
- * say) with lkl_trigger_irq().  If the CPU is free the interrupt runs at
- * once on that thread; otherwise it is marked pending and whoever owns the
- * CPU runs it when it next enables interrupts or releases the CPU.
- * "Interrupts disabled" is a flag: nothing can preempt the owner.
+ * An interrupt is raised for one CPU by setting its bit in that CPU's
+ * pending words: lkl_cpu.irqs for device interrupts (the timer), and
+ * lkl_cpu.ipis for interprocessor interrupts.  Whoever holds the CPU runs
+ * them at the next point where hardware would take them: when it enables
+ * interrupts, relaxes in a busy-wait or gives the CPU up (cpu.c).
+ * "Interrupts disabled" is a per-CPU flag, since nothing can preempt the
+ * thread that holds a CPU.
  */
 #define pr_fmt(fmt) "lkl: " fmt
 
+#include <linux/hardirq.h>
 #include <linux/interrupt.h>
 #include <linux/irq.h>
-#include <linux/hardirq.h>
 #include <linux/irqchip.h>
 #include <asm/cpu.h>
+#include <asm/irq_regs.h>
 
-static unsigned long irqs_enabled;
-static unsigned long irq_pending_mask;
-
-static void lkl_handle_irq(int irq)
+static void lkl_handle_ipis(unsigned long ipis)
 {
-	irq_enter();
-	generic_handle_irq(irq);
-	irq_exit();
+	if (ipis & BIT(LKL_IPI_STOP))
+		lkl_smp_stop_self();
+	if (ipis & BIT(LKL_IPI_RESCHEDULE))
+		scheduler_ipi();
+	if (ipis & BIT(LKL_IPI_CALL_FUNC))
+		generic_smp_call_function_interrupt();
 }
 
 /**
- * lkl_run_irqs() - run every pending interrupt; the caller owns the CPU
+ * lkl_run_irqs() - run the pending interrupts of the caller's CPU
+ * @fn: a function to run in interrupt context first, or NULL
+ * @arg: its argument
+ *
+ * The caller holds the CPU with interrupts enabled.  They are disabled
+ * while the handlers run, as on interrupt entry, and lockdep is told.
  */
-void lkl_run_irqs(void)
+void lkl_run_irqs(void (*fn)(void *arg), void *arg)
 {
-	unsigned long pending;
+	struct lkl_cpu *c = lkl_this_cpu();
+	unsigned long irqs, ipis;
+	struct pt_regs *old_regs;
 	int irq;
 
-	lkl_cpu_irqs_pending();
-	/* As the hardware does on interrupt entry, and lockdep is told. */
-	WRITE_ONCE(irqs_enabled, ARCH_IRQ_DISABLED);
+	WRITE_ONCE(c->irq_flags, ARCH_IRQ_DISABLED);
 	trace_hardirqs_off();
-	while ((pending = xchg(&irq_pending_mask, 0)) != 0) {
-		for_each_set_bit(irq, &pending, BITS_PER_LONG)
-			lkl_handle_irq(irq);
+	old_regs = set_irq_regs(&c->regs);
+	if (fn) {
+		irq_enter();
+		fn(arg);
+		irq_exit();
 	}
+	for (;;) {
+		irqs = __atomic_exchange_n(&c->irqs, 0, __ATOMIC_SEQ_CST);
+		ipis = __atomic_exchange_n(&c->ipis, 0, __ATOMIC_SEQ_CST);
+		if (!irqs && !ipis)
+			break;
+		irq_enter();
+		if (ipis)
+			lkl_handle_ipis(ipis);
+		for_each_set_bit(irq, &irqs, BITS_PER_LONG)
+			generic_handle_irq(irq);
+		irq_exit();
+	}
+	set_irq_regs(old_regs);
+	c->regs.user = 0;
 	trace_hardirqs_on();
-	WRITE_ONCE(irqs_enabled, ARCH_IRQ_ENABLED);
+	WRITE_ONCE(c->irq_flags, ARCH_IRQ_ENABLED);
 }
 
 /**
- * lkl_trigger_irq() - raise an interrupt from a host thread
+ * lkl_raise_irq() - raise an interrupt for a CPU
+ * @c: the CPU
  * @irq: the interrupt number, below NR_IRQS
- *
- * Return: 0, or -EINVAL for a bad @irq.
  */
-int lkl_trigger_irq(int irq)
+void lkl_raise_irq(struct lkl_cpu *c, int irq)
 {
-	if (irq < 0 || irq >= NR_IRQS || irq >= BITS_PER_LONG)
-		return -EINVAL;
-
-	set_bit(irq, &irq_pending_mask);
-	if (!lkl_cpu_try_run_irq(irq))
-		return 0;
-
-	/* The CPU was free: this thread runs the interrupt itself. */
-	lkl_run_irqs();
-	lkl_cpu_put();
-	return 0;
+	__atomic_fetch_or(&c->irqs, BIT(irq), __ATOMIC_SEQ_CST);
+	lkl_cpu_kick(c);
 }
 
 /**
- * arch_local_save_flags() - whether interrupts are enabled
+ * lkl_raise_ipi() - send an interprocessor interrupt to a CPU
+ * @c: the CPU
+ * @ipi: which one
+ */
+void lkl_raise_ipi(struct lkl_cpu *c, enum lkl_ipi ipi)
+{
+	__atomic_fetch_or(&c->ipis, BIT(ipi), __ATOMIC_SEQ_CST);
+	lkl_cpu_kick(c);
+}
+
+/**
+ * arch_local_save_flags() - whether interrupts are enabled on this CPU
  *
  * Return: ARCH_IRQ_ENABLED or ARCH_IRQ_DISABLED.
  */
 unsigned long arch_local_save_flags(void)
 {
-	return READ_ONCE(irqs_enabled);
+	return READ_ONCE(lkl_this_cpu()->irq_flags);
 }
 
 /**
- * arch_local_irq_restore() - enable or disable interrupts
+ * arch_local_irq_restore() - enable or disable interrupts on this CPU
  * @flags: ARCH_IRQ_ENABLED or ARCH_IRQ_DISABLED
  *
  * Enabling interrupts runs the ones that arrived meanwhile.
  */
 void arch_local_irq_restore(unsigned long flags)
 {
-	if (flags == ARCH_IRQ_ENABLED && READ_ONCE(irq_pending_mask) &&
+	struct lkl_cpu *c = lkl_this_cpu();
+
+	if (flags == ARCH_IRQ_ENABLED && lkl_irqs_pending(c) &&
 	    !in_interrupt()) {
-		lkl_run_irqs();
+		lkl_run_irqs(NULL, NULL);
 		return;
 	}
-	WRITE_ONCE(irqs_enabled, flags);
+	WRITE_ONCE(c->irq_flags, flags);
 }
 
 /**
  * init_IRQ() - give every interrupt a handler that just runs its actions
+ *
+ * The timer interrupt is per CPU: each CPU raises it for itself, and its
+ * handler runs on that CPU without the descriptor's lock.
  */
 void __init init_IRQ(void)
 {
@@ -103,4 +133,6 @@ void __init init_IRQ(void)
 	for (irq = 0; irq < NR_IRQS; irq++)
 		irq_set_chip_and_handler(irq, &dummy_irq_chip,
 					 handle_simple_irq);
+	irq_set_status_flags(LKL_TIMER_IRQ, IRQ_PER_CPU);
+	irq_set_handler(LKL_TIMER_IRQ, handle_percpu_irq);
 }

@@ -8,6 +8,7 @@
 #include <linux/init.h>
 #include <linux/memblock.h>
 #include <linux/mm.h>
+#include <linux/percpu.h>
 #include <linux/string.h>
 #include <asm/cpu.h>
 #include <asm/sections.h>
@@ -60,6 +61,53 @@ void __init lkl_mem_init(void)
 	max_zone_pfn[ZONE_NORMAL] = max_low_pfn;
 	free_area_init(max_zone_pfn);
 	pr_info("memory: %lu KiB at 0x%lx\n", mem_size >> 10, memory_start);
+}
+
+unsigned long __per_cpu_offset[NR_CPUS] __read_mostly;
+
+/**
+ * setup_per_cpu_areas() - one contiguous unit of per-CPU data per CPU
+ *
+ * The generic version embeds the units and then checks their distance
+ * against the vmalloc space, which a kernel without an MMU does not have.
+ * Here they are simply adjacent, in one allocation from the arena.  Later
+ * chunks come from the page allocator in powers of two pages, so the units
+ * grow to fill one (exactly, when the number of CPUs is a power of two).
+ */
+void __init setup_per_cpu_areas(void)
+{
+	size_t static_size = __per_cpu_end - __per_cpu_start;
+	size_t need = PFN_UP(max_t(size_t, PCPU_MIN_UNIT_SIZE,
+				   static_size + PERCPU_MODULE_RESERVE +
+				   PERCPU_DYNAMIC_RESERVE));
+	unsigned int nr = nr_cpu_ids, cpu;
+	size_t unit_size = roundup_pow_of_two(need * nr) / nr * PAGE_SIZE;
+	struct pcpu_alloc_info *ai;
+	void *units;
+
+	ai = pcpu_alloc_alloc_info(1, nr);
+	units = memblock_alloc(unit_size * nr, PAGE_SIZE);
+	if (!ai || !units)
+		panic("lkl: cannot allocate the per-CPU areas\n");
+
+	ai->static_size = static_size;
+	ai->reserved_size = PERCPU_MODULE_RESERVE;
+	ai->dyn_size = unit_size - static_size - PERCPU_MODULE_RESERVE;
+	ai->unit_size = unit_size;
+	ai->atom_size = PAGE_SIZE;
+	ai->alloc_size = unit_size;
+	ai->groups[0].nr_units = nr;
+	for (cpu = 0; cpu < nr; cpu++) {
+		ai->groups[0].cpu_map[cpu] = cpu;
+		memcpy(units + cpu * unit_size, __per_cpu_load, static_size);
+	}
+
+	pcpu_setup_first_chunk(ai, units);
+	for_each_possible_cpu(cpu)
+		__per_cpu_offset[cpu] = (unsigned long)pcpu_base_addr -
+					(unsigned long)__per_cpu_start +
+					pcpu_unit_offsets[cpu];
+	pcpu_free_alloc_info(ai);
 }
 
 /**

@@ -28,9 +28,7 @@
 
 const struct lkl_host_ops *lkl_ops;
 bool lkl_panicked;
-static struct lkl_sem *halt_sem;
-static unsigned long boot_tid;
-static void **idle_exit_jb;
+static bool lkl_halted;
 
 void (*pm_power_off)(void);
 
@@ -39,11 +37,17 @@ static void lkl_power_off(void)
 {
 }
 
+static struct notifier_block lkl_panic_nb;
+
 void __init setup_arch(char **cmdline_p)
 {
+	/* A panic from here on is reported, with the log, to the host. */
+	lkl_console_init();
+	atomic_notifier_chain_register(&panic_notifier_list, &lkl_panic_nb);
 	pm_power_off = lkl_power_off;
 	*cmdline_p = boot_command_line;
 	parse_early_param();
+	lkl_smp_init_cpus();
 	lkl_mem_init();
 }
 
@@ -53,10 +57,11 @@ static void __ref lkl_boot_thread(void *arg)
 
 	if (__builtin_setjmp(jb))
 		return;
-	idle_exit_jb = jb;
-	init_task.thread.tid = lkl_ops->thread_self();
-	init_task.thread.exit_jb = jb;
-	lkl_cpu_get();
+	lkl_exit_point = jb;
+	lkl_current_ti = &init_thread_info;
+	init_task.thread.tid = lkl_thread_id();
+	lkl_cpus[0].curr = &init_task;
+	lkl_cpu_take(&lkl_cpus[0], false);
 	start_kernel();
 }
 
@@ -81,15 +86,15 @@ int __ref lkl_start_kernel(const struct lkl_host_ops *ops, const char *cmdline)
 	init_sem = lkl_ops->sem_alloc(0);
 	if (!init_sem)
 		return -ENOMEM;
-	ret = lkl_cpu_init();
+	ret = lkl_cpus_init();
 	if (ret)
 		goto out_free;
 	ret = lkl_threads_init(init_sem);
 	if (ret)
 		goto out_free;
 
-	boot_tid = lkl_ops->thread_create(lkl_boot_thread, NULL);
-	if (!boot_tid) {
+	lkl_cpus[0].idle_tid = lkl_ops->thread_create(lkl_boot_thread, NULL);
+	if (!lkl_cpus[0].idle_tid) {
 		ret = -ENOMEM;
 		goto out_free;
 	}
@@ -98,12 +103,15 @@ int __ref lkl_start_kernel(const struct lkl_host_ops *ops, const char *cmdline)
 	lkl_ops->sem_free(init_sem);
 
 	/*
-	 * pid 1 gave up its host thread with the CPU still held: take the
-	 * CPU over as pid 1 and release it.
+	 * pid 1 gave up its host thread with its CPU still held: run pid 1
+	 * on this thread and return it to "user mode", which frees the CPU.
+	 * pid 1 belongs to no thread afterwards (see lkl_new_host_task()).
 	 */
-	current->thread.tid = lkl_ops->thread_self();
-	lkl_cpu_change_owner(current->thread.tid);
-	lkl_cpu_put();
+	lkl_current_ti = task_thread_info(lkl_host0);
+	__atomic_store_n(&lkl_this_cpu()->owner, lkl_thread_id(),
+			 __ATOMIC_SEQ_CST);
+	lkl_task_leave();
+	lkl_host0->thread.tid = 0;
 	return 0;
 
 out_free:
@@ -113,14 +121,15 @@ out_free:
 
 /*
  * Power off as the caller's task.  Not through the reboot system call: that
- * holds system_transition_mutex across kernel_power_off(), which returns
- * here, and the task would exit with the mutex held.
+ * holds system_transition_mutex across kernel_power_off(), which does not
+ * return here (see lkl_machine_stop()).
  */
 static long lkl_power_off_task(long unused_nr, long *unused_params,
 			       void *unused_data)
 {
 	kernel_power_off();
-	do_exit(0);
+	/* Only if the power-off did not happen. */
+	return -EIO;
 }
 
 /**
@@ -132,60 +141,59 @@ long lkl_sys_halt(void)
 {
 	long ret;
 
-	halt_sem = lkl_ops->sem_alloc(0);
-	if (!halt_sem)
-		return -ENOMEM;
-
 	ret = lkl_host_call(lkl_power_off_task, 0, NULL, NULL);
-	if (ret < 0) {
-		lkl_ops->sem_free(halt_sem);
+	if (ret < 0)
 		return ret;
-	}
+	if (!READ_ONCE(lkl_halted))
+		return -EIO;
 
-	/* The idle task posts this once every kernel thread has stopped. */
-	lkl_ops->sem_down(halt_sem);
-	lkl_ops->thread_join(boot_tid);
-	lkl_ops->sem_free(halt_sem);
+	/* Host threads told to leave may still be on their way out. */
+	lkl_drain();
 	lkl_syscalls_cleanup();
-	lkl_cpu_cleanup();
+	lkl_cpus_cleanup();
 	lkl_mem_cleanup();
 	return 0;
 }
 
-/**
- * lkl_idle_halt() - the idle task's last act after power off
- *
- * Every other task is asleep: stop their host threads and the clock, tell
- * lkl_sys_halt() and let the boot thread return to the host.
+/*
+ * Every way to stop the machine ends the same: the other CPUs are stopped,
+ * and this one, which runs the task that powers off, ends every thread of
+ * the kernel and leaves it too; no kernel code runs afterwards.
  */
-void lkl_idle_halt(void)
+static void __noreturn lkl_machine_stop(void)
 {
+	smp_send_stop();
+	lkl_shutdown();
+	/* This CPU is never given back either. */
+	WRITE_ONCE(lkl_this_cpu()->stopped, true);
 	lkl_threads_stop();
 	lkl_time_cleanup();
-	lkl_ops->sem_up(halt_sem);
-	__builtin_longjmp(idle_exit_jb, 1);
+	WRITE_ONCE(lkl_halted, true);
+	lkl_leave_for_good(0);
 }
 
 void machine_halt(void)
 {
-	lkl_cpu_shutdown();
+	lkl_machine_stop();
 }
 
 void machine_power_off(void)
 {
-	lkl_cpu_shutdown();
+	lkl_machine_stop();
 }
 
 void machine_restart(char *cmd)
 {
-	lkl_cpu_shutdown();
+	lkl_machine_stop();
 }
 
 /*
- * A panicked kernel is never entered again: the CPU is shut so that every
- * system call fails, the host records the panic, and the panicking thread
- * leaves kernel code for good.  A host program thread goes back to its
- * lkl_syscall(), which returns -ESHUTDOWN; any other thread stops here.
+ * A panicked kernel is never entered again: panic() has stopped the other
+ * CPUs, the kernel is shut so that every system call fails, the host
+ * records the panic, and the panicking thread leaves kernel code for good.
+ * A host program thread goes back to its lkl_syscall(), which returns
+ * -ESHUTDOWN; an interrupt thread returns to the host; a kernel thread's
+ * host thread returns.
  */
 static int lkl_panic(struct notifier_block *nb, unsigned long event,
 		     void *msg)
@@ -193,12 +201,11 @@ static int lkl_panic(struct notifier_block *nb, unsigned long event,
 	struct lkl_sem *never;
 
 	WRITE_ONCE(lkl_panicked, true);
-	lkl_cpu_shutdown();
+	lkl_shutdown();
 	lkl_ops->panic(lkl_ops->ctx, msg);
 
-	if (test_thread_flag(TIF_HOST_THREAD) && current->thread.exit_jb &&
-	    current->thread.tid == lkl_ops->thread_self())
-		__builtin_longjmp(current->thread.exit_jb, 1);
+	if (lkl_exit_point)
+		lkl_leave_for_good(-ESHUTDOWN);
 
 	never = lkl_ops->sem_alloc(0);
 	for (;;)
@@ -242,8 +249,6 @@ static int lkl_load_init(struct linux_binprm *bprm)
 static int __init lkl_init_setup(void)
 {
 	struct file *file;
-
-	atomic_notifier_chain_register(&panic_notifier_list, &lkl_panic_nb);
 
 	file = filp_open(LKL_INIT_PATH, O_CREAT | O_WRONLY, 0700);
 	if (IS_ERR(file)) {

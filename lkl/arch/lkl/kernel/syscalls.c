@@ -10,7 +10,6 @@
 #include <linux/sched.h>
 #include <linux/sched/task.h>
 #include <linux/syscalls.h>
-#include <linux/task_work.h>
 #include <asm/cpu.h>
 #include <asm/syscall.h>
 #include <asm/unistd.h>
@@ -45,11 +44,15 @@ static void *sys_call_table[__NR_syscalls] = {
 #define LKL_HOST_TASK_FLAGS	(CLONE_VM | CLONE_FS | CLONE_FILES | \
 				 CLONE_SIGHAND | CLONE_THREAD)
 
-static struct task_struct *host0;
+/* pid 1, which every host task is cloned from. */
+struct task_struct *lkl_host0;
+/* Only used for its destructor: the task of an exiting host thread. */
 static struct lkl_tls_key *task_key;
+/* The calling thread's host task in this kernel, or NULL. */
+static __thread struct task_struct *lkl_host_task;
 /*
- * New host tasks are cloned from host0, which only one host thread at a
- * time may run as; taken before the CPU.
+ * New host tasks are cloned from lkl_host0, which only one host thread at a
+ * time may run as; taken before any CPU.
  */
 static struct lkl_mutex *host0_lock;
 
@@ -62,7 +65,7 @@ static void lkl_put_host_task(void *data);
  */
 int lkl_syscalls_init(void)
 {
-	host0 = current;
+	lkl_host0 = current;
 	host0_lock = lkl_ops->mutex_alloc();
 	task_key = lkl_ops->tls_alloc(lkl_put_host_task);
 	return task_key && host0_lock ? 0 : -ENOMEM;
@@ -79,52 +82,73 @@ void lkl_syscalls_cleanup(void)
 	host0_lock = NULL;
 }
 
+/*
+ * Clones a host task for the calling thread, running as lkl_host0 meanwhile.
+ * The new task is not run here: the caller enters it with lkl_task_enter().
+ */
 static struct task_struct *lkl_new_host_task(void)
 {
 	struct task_struct *task;
 	pid_t pid;
+	int ret;
 
-	lkl_switch_to_host_task(host0);
+	lkl_ops->mutex_enter(host0_lock);
+	ret = lkl_task_enter(lkl_host0);
+	if (ret) {
+		task = ERR_PTR(ret);
+		goto out;
+	}
+
 	pid = user_mode_thread(lkl_host_task_fn, NULL, LKL_HOST_TASK_FLAGS);
-	if (pid < 0)
-		return ERR_PTR(pid);
-
-	/*
-	 * No reference is kept: a host task only runs on its own thread, so
-	 * it cannot exit behind that thread's back.
-	 */
-	rcu_read_lock();
-	task = find_task_by_pid_ns(pid, &init_pid_ns);
-	rcu_read_unlock();
-	if (!task)
-		return ERR_PTR(-ESRCH);
-
-	snprintf(task->comm, sizeof(task->comm), "host%d", pid);
-	if (lkl_ops->tls_set(task_key, task))
-		return ERR_PTR(-ENOMEM);
+	task = ERR_PTR(pid);
+	if (pid >= 0) {
+		/*
+		 * No reference is kept: a host task only exits on its own
+		 * thread, so it cannot go away behind that thread's back.
+		 */
+		rcu_read_lock();
+		task = find_task_by_pid_ns(pid, &init_pid_ns);
+		rcu_read_unlock();
+		if (task)
+			snprintf(task->comm, sizeof(task->comm), "host%d", pid);
+		else
+			task = ERR_PTR(-ESRCH);
+	}
+	lkl_task_leave();
+out:
+	/* lkl_host0 belongs to no thread between two clones. */
+	lkl_host0->thread.tid = 0;
+	lkl_ops->mutex_leave(host0_lock);
 	return task;
 }
 
 static long lkl_run_syscall(long nr, long *params, void *unused)
 {
 	lkl_syscall_fn fn;
+	long ret;
 
-	if (nr < 0 || nr >= __NR_syscalls)
-		return sys_ni_syscall();
-	fn = (lkl_syscall_fn)sys_call_table[nr];
-	return fn(params[0], params[1], params[2], params[3], params[4],
-		  params[5]);
+	for (;;) {
+		if (nr < 0 || nr >= __NR_syscalls)
+			return sys_ni_syscall();
+		fn = (lkl_syscall_fn)sys_call_table[nr];
+		ret = fn(params[0], params[1], params[2], params[3], params[4],
+			 params[5]);
+		if (!lkl_exit_to_user(&ret))
+			return ret;
+		if (ret == -ERESTART_RESTARTBLOCK)
+			nr = __NR_restart_syscall;
+	}
 }
 
 /**
  * lkl_host_call() - run @fn as the calling host thread's kernel task
- * @fn: what to run, with the CPU held, as that task
+ * @fn: what to run, with a CPU held, as that task
  * @nr: first argument of @fn
  * @params: second argument of @fn
  * @data: third argument of @fn
  *
- * Takes the CPU, switches to the calling thread's host task (cloning it
- * on the thread's first call), runs @fn and task work, releases the CPU.
+ * Takes a CPU as the calling thread's host task (cloning the task on the
+ * thread's first call), runs @fn and leaves the CPU.
  *
  * Return: what @fn returned; 0 if @fn ended the task; -ESHUTDOWN once the
  * kernel is halted or has panicked.
@@ -136,47 +160,47 @@ long lkl_host_call(long (*fn)(long nr, long *params, void *data), long nr,
 	void *jb[LKL_JMP_BUF_WORDS];
 	long ret;
 
-	task = lkl_ops->tls_get(task_key);
-	if (task) {
-		ret = lkl_cpu_get();
-		if (ret < 0)
-			return ret;
-		lkl_switch_to_host_task(task);
-	} else {
-		lkl_ops->mutex_enter(host0_lock);
-		ret = lkl_cpu_get();
-		if (ret < 0) {
-			lkl_ops->mutex_leave(host0_lock);
-			return ret;
-		}
-		task = lkl_new_host_task();
-		if (IS_ERR(task)) {
-			lkl_cpu_put();
-			lkl_ops->mutex_leave(host0_lock);
-			return PTR_ERR(task);
-		}
-		lkl_switch_to_host_task(task);
-		lkl_ops->mutex_leave(host0_lock);
-	}
+	if (!lkl_gate_enter())
+		return -ESHUTDOWN;
 
 	/*
-	 * A call that ends the task (exit, reboot) comes back here, and so
-	 * does one that panicked the kernel.  Either way the CPU is no longer
-	 * ours: touch no kernel state.
+	 * A call that ends the task (exit, the halt) comes back here, and so
+	 * does one that the kernel stopped (a halt or a panic).  Either way
+	 * no CPU is held any more: touch no kernel state.
 	 */
 	if (__builtin_setjmp(jb)) {
-		if (READ_ONCE(lkl_panicked))
-			return -ESHUTDOWN;
-		lkl_ops->tls_set(task_key, NULL);
-		return 0;
+		lkl_exit_point = NULL;
+		if (!lkl_exit_ret)
+			lkl_host_task = NULL;
+		ret = lkl_exit_ret;
+		goto out;
 	}
-	lkl_task_set_exit_jb(task, jb);
+	lkl_exit_point = jb;
 
+	task = lkl_host_task;
+	if (!task) {
+		task = lkl_new_host_task();
+		if (IS_ERR(task)) {
+			ret = PTR_ERR(task);
+			goto out_exit_point;
+		}
+		if (lkl_ops->tls_set(task_key, task)) {
+			ret = -ENOMEM;
+			goto out_exit_point;
+		}
+		lkl_host_task = task;
+	}
+
+	ret = lkl_task_enter(task);
+	if (ret)
+		goto out_exit_point;
 	ret = fn(nr, params, data);
-	task_work_run();
+	lkl_task_leave();
 
-	lkl_task_set_exit_jb(task, NULL);
-	lkl_cpu_put();
+out_exit_point:
+	lkl_exit_point = NULL;
+out:
+	lkl_gate_exit();
 	return ret;
 }
 
@@ -192,20 +216,21 @@ long lkl_syscall(long nr, long *params)
 	return lkl_host_call(lkl_run_syscall, nr, params, NULL);
 }
 
+static long lkl_exit_task(long unused_nr, long *unused_params,
+			  void *unused_data)
+{
+	do_exit(0);
+}
+
 /*
  * A host thread that made system calls is exiting: end its task.  Runs as
  * a thread-local destructor on that thread.
  */
 static void lkl_put_host_task(void *data)
 {
-	struct task_struct *task = data;
-	void *jb[LKL_JMP_BUF_WORDS];
-
-	if (lkl_cpu_get() < 0)
+	/* No CPU is held here: nothing to report with, only to refuse. */
+	if (data != lkl_host_task)
 		return;
-	lkl_switch_to_host_task(task);
-	if (__builtin_setjmp(jb))
-		return;
-	lkl_task_set_exit_jb(task, jb);
-	do_exit(0);
+	lkl_host_call(lkl_exit_task, 0, NULL, NULL);
+	lkl_host_task = NULL;
 }

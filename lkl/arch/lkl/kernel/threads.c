@@ -2,12 +2,24 @@
 /*
  * Kernel tasks on host threads.
  *
- * Every task runs on a host thread of its own and the single CPU is handed
- * from one to the next in __switch_to(): the next task's host thread is
- * released from its semaphore and the previous one waits on its own.
- * Tasks created by the kernel (kthreads, pid 1) get a host thread from
- * copy_thread().  "Host tasks" instead run on threads of the host program
- * that make system calls; they are switched to with lkl_switch_to_host_task().
+ * Every task runs on a host thread of its own.  A context switch on a CPU
+ * hands that CPU from the previous task's thread to the next task's: the
+ * next thread is released from its semaphore holding the CPU, and the
+ * previous one waits on its own until a CPU switches back to its task.
+ * Tasks created by the kernel (kthreads, pid 1, idle tasks) get a host
+ * thread from copy_thread() or __cpu_up().  "Host tasks" instead run on
+ * threads of the host program that make system calls.
+ *
+ * A host task's thread runs host code between two calls, and then only
+ * two states are possible for its task: current on a free CPU (the fast
+ * case: the thread takes that CPU back), or asleep in TASK_PARKED, from
+ * which only the thread's next call wakes it.  A host task that has to
+ * leave its CPU while its thread is away is descheduled by whichever thread
+ * runs on that CPU at the time: that thread runs schedule() on the task's
+ * behalf and jumps back to its own business when __switch_to() has passed
+ * the CPU on.  Conversely, a host task switched to while its thread is away
+ * (a new task placed on another CPU, say) returns to "user mode" at once:
+ * the switching thread finishes the switch on its behalf and frees the CPU.
  */
 #define pr_fmt(fmt) "lkl: " fmt
 
@@ -20,20 +32,25 @@
 #include <asm/switch_to.h>
 #include <asm/cpu.h>
 
-struct thread_info *lkl_current_ti = &init_thread_info;
+__thread struct thread_info *lkl_current_ti;
 
 /* Set when pid 1 has "exec'd" /init and the kernel is ready for syscalls. */
 static struct lkl_sem *lkl_init_sem;
+
+static bool lkl_is_host_task(struct task_struct *p)
+{
+	return test_tsk_thread_flag(p, TIF_HOST_THREAD);
+}
 
 static int init_thread_struct(struct task_struct *p)
 {
 	p->thread.sched_sem = lkl_ops->sem_alloc(0);
 	if (!p->thread.sched_sem)
 		return -ENOMEM;
+	p->thread.waiting = 0;
 	p->thread.tid = 0;
 	p->thread.prev_sched = NULL;
 	p->thread.sched_jb = NULL;
-	p->thread.exit_jb = NULL;
 	p->thread.dead = false;
 	return 0;
 }
@@ -47,7 +64,6 @@ static int init_thread_struct(struct task_struct *p)
 int lkl_threads_init(struct lkl_sem *init_sem)
 {
 	lkl_init_sem = init_sem;
-	lkl_current_ti = &init_thread_info;
 	return init_thread_struct(&init_task);
 }
 
@@ -70,10 +86,27 @@ static void __noreturn lkl_longjmp(void **jb)
 	__builtin_longjmp(jb, 1);
 }
 
+/*
+ * @next is a host task whose thread runs host code: it returns to user
+ * mode at once.  The calling thread, which holds the CPU, finishes the
+ * switch as @next would (schedule_tail()), then leaves the CPU as a system
+ * call that returns would.
+ */
+static void lkl_return_to_user(struct task_struct *prev,
+			       struct task_struct *next)
+{
+	struct thread_info *mine = lkl_current_ti;
+
+	lkl_current_ti = task_thread_info(next);
+	schedule_tail(prev);
+	lkl_task_leave();
+	lkl_current_ti = mine;
+}
+
 /**
- * __switch_to() - hand the CPU from @prev to @next
+ * __switch_to() - hand this CPU from @prev to @next
  * @prev: the task giving up the CPU; runs on the calling host thread,
- *	unless the caller borrowed it (see lkl_switch_to_host_task())
+ *	unless the caller borrowed it (see lkl_deschedule())
  * @next: the task to run
  *
  * Return: the task that ran before @prev was switched back to.
@@ -81,76 +114,207 @@ static void __noreturn lkl_longjmp(void **jb)
 struct task_struct *__switch_to(struct task_struct *prev,
 				struct task_struct *next)
 {
+	struct lkl_cpu *c = lkl_this_cpu();
 	struct thread_struct *pt = &prev->thread;
+	struct thread_struct *nt = &next->thread;
 	struct lkl_sem *prev_sem = pt->sched_sem;
 	void **sched_jb = pt->sched_jb;
-	void **exit_jb = pt->exit_jb;
 	bool dead = READ_ONCE(prev->__state) == TASK_DEAD;
+	bool handoff;
 
 	pt->sched_jb = NULL;
-	next->thread.prev_sched = prev;
-	lkl_current_ti = task_thread_info(next);
-	lkl_cpu_change_owner(next->thread.tid);
+	nt->prev_sched = prev;
+	WRITE_ONCE(c->curr, next);
+	/* @prev's own thread is about to wait for its next turn. */
+	if (!sched_jb && !dead)
+		__atomic_store_n(&pt->waiting, 1, __ATOMIC_SEQ_CST);
 
-	/* From here on @next runs: touch no kernel state. */
-	lkl_ops->sem_up(next->thread.sched_sem);
+	/*
+	 * The thread of a kernel-created task always waits for its turn; a
+	 * host task's thread may be running host code instead.
+	 */
+	handoff = __atomic_exchange_n(&nt->waiting, 0, __ATOMIC_SEQ_CST) ||
+		  !lkl_is_host_task(next);
+
+	if (handoff) {
+		__atomic_store_n(&c->owner, nt->tid, __ATOMIC_SEQ_CST);
+		lkl_cpu_switched(c);
+		/* From here on @next runs on this CPU: touch no kernel state. */
+		lkl_ops->sem_up(nt->sched_sem);
+	} else {
+		lkl_cpu_switched(c);
+		lkl_return_to_user(prev, next);
+	}
 
 	if (sched_jb)
 		lkl_longjmp(sched_jb);
-	if (dead && exit_jb)
-		lkl_longjmp(exit_jb);
+	if (dead)
+		lkl_leave_for_good(0);
 
 	lkl_ops->sem_down(prev_sem);
-
-	if (pt->dead)
-		lkl_longjmp(pt->exit_jb);
-
+	lkl_current_ti = task_thread_info(prev);
+	if (READ_ONCE(pt->dead))
+		lkl_leave_for_good(-ESHUTDOWN);
 	return pt->prev_sched;
 }
 
 /**
- * lkl_switch_to_host_task() - make @task current on the calling host thread
- * @task: a host task; the caller owns the CPU
+ * lkl_deschedule() - take the current host task off its CPU
  *
- * The task that is current when the CPU is free is either a host task,
- * whose own host thread is outside the kernel, or the idle task, whose host
- * thread waits in arch_cpu_idle().  A host task is descheduled by running
- * schedule() on its behalf here and jumping back when __switch_to() has
- * passed the CPU on; the idle task is asked to schedule by itself.
+ * The caller holds the CPU and runs as a host task: its own (a system call
+ * that returns) or one whose thread runs host code.  The task sleeps in
+ * TASK_PARKED until its thread's next system call wakes it; the caller
+ * runs schedule() on its behalf and comes back here once __switch_to() has
+ * passed the CPU to the next task, holding no CPU.
  */
-void lkl_switch_to_host_task(struct task_struct *task)
+void lkl_deschedule(void)
 {
-	if (current == task)
-		return;
+	struct task_struct *task = current;
+	void *jb[LKL_JMP_BUF_WORDS];
 
-	task->thread.tid = lkl_ops->thread_self();
-	wake_up_process(task);
+	lkl_this_cpu()->user = false;
+	task->thread.sched_jb = jb;
+	if (!__builtin_setjmp(jb)) {
+		set_special_state(TASK_PARKED);
+		schedule();
+		/* Only the task's own thread wakes a parked host task. */
+		BUG();
+	}
+}
 
-	if (test_thread_flag(TIF_HOST_THREAD))
-		lkl_deschedule_host_task();
-	else
-		lkl_cpu_put();
+/* Whether @task is current on a free CPU (for lkl_task_enter()). */
+static bool lkl_task_on_free_cpu(struct lkl_cpu *c, void *task)
+{
+	return READ_ONCE(c->curr) != task ||
+	       !__atomic_load_n(&c->owner, __ATOMIC_SEQ_CST);
+}
 
+/*
+ * @task, a host task, is not current anywhere: wait for a CPU to switch to
+ * it, after waking it if it is parked.  A task that is not parked (a new
+ * one) is runnable already, and may be switched to any time: the caller
+ * must not wait for a CPU then, since that CPU may be the one handed over.
+ */
+static int lkl_task_wake_and_wait(struct task_struct *task)
+{
+	struct thread_info *ti = task_thread_info(task);
+	unsigned int first = READ_ONCE(ti->cpu), i;
+	struct lkl_cpu *c = NULL;
+	int ret;
+
+	if (READ_ONCE(task->__state) != TASK_PARKED)
+		goto wait;
+
+	/* Its last CPU first: the scheduler is likely to put it back there. */
+	for (i = 0; i < nr_cpu_ids && !c; i++) {
+		unsigned int n = (first + i) % nr_cpu_ids;
+
+		if (cpu_online(n) && lkl_cpu_try_take(&lkl_cpus[n]))
+			c = &lkl_cpus[n];
+	}
+	if (!c) {
+		c = &lkl_cpus[first];
+		ret = lkl_cpu_take(c, true);
+		if (ret)
+			return ret;
+	}
+	lkl_cpu_interrupt(c, lkl_wake_host_task, task);
+wait:
 	lkl_ops->sem_down(task->thread.sched_sem);
+	if (READ_ONCE(task->thread.dead))
+		return -ESHUTDOWN;
+	lkl_current_ti = ti;
 	schedule_tail(task->thread.prev_sched);
+	return 0;
 }
 
 /**
- * lkl_deschedule_host_task() - take the current host task off the CPU
+ * lkl_task_enter() - run as @task on a CPU, on the calling host thread
+ * @task: a host task whose thread is the caller
  *
- * Runs schedule() on behalf of the current host task, whose own thread is
- * outside the kernel (or is the caller, about to leave it), and comes back
- * once __switch_to() has passed the CPU to the next task.  The host task
- * sleeps until its thread's next system call wakes it.
+ * Takes the CPU @task is current on if it is free (the fast path), or
+ * wakes @task and waits until a CPU switches to it.
+ *
+ * Return: 0 with a CPU held, or -ESHUTDOWN once the kernel halts.
  */
-void lkl_deschedule_host_task(void)
+int lkl_task_enter(struct task_struct *task)
 {
-	void *jb[LKL_JMP_BUF_WORDS];
+	struct thread_info *ti = task_thread_info(task);
+	struct lkl_cpu *c;
+	int ret;
 
-	current->thread.sched_jb = jb;
-	set_current_state(TASK_IDLE);
-	if (!__builtin_setjmp(jb))
-		schedule();
+	task->thread.tid = lkl_thread_id();
+	for (;;) {
+		if (lkl_shutting_down())
+			return -ESHUTDOWN;
+		c = &lkl_cpus[READ_ONCE(ti->cpu)];
+		if (READ_ONCE(c->curr) == task) {
+			if (lkl_cpu_try_take(c)) {
+				if (c->curr == task)
+					break;
+				lkl_cpu_release(c);
+				continue;
+			}
+			/* An interrupt runs as @task there, or deschedules it. */
+			lkl_cpu_wait(c, lkl_task_on_free_cpu, task);
+			continue;
+		}
+
+		/*
+		 * Say that this thread waits before looking again: a CPU that
+		 * switches to @task from now on hands itself over.
+		 */
+		__atomic_store_n(&task->thread.waiting, 1, __ATOMIC_SEQ_CST);
+		if (READ_ONCE(lkl_cpus[READ_ONCE(ti->cpu)].curr) == task &&
+		    __atomic_exchange_n(&task->thread.waiting, 0,
+					__ATOMIC_SEQ_CST))
+			continue;
+		ret = lkl_task_wake_and_wait(task);
+		if (ret)
+			return ret;
+		c = lkl_this_cpu();
+		goto entered;
+	}
+	lkl_current_ti = ti;
+entered:
+	c->user = false;
+	c->entries++;
+	return 0;
+}
+
+/**
+ * lkl_task_leave() - the current host task's thread goes back to the host
+ *
+ * Interrupts that came during the call run as if they arrived just after
+ * it.  The task then stays current on its CPU, which is freed, unless it
+ * has to make way for another task: then it is descheduled.
+ */
+void lkl_task_leave(void)
+{
+	struct lkl_cpu *c = lkl_this_cpu();
+
+	/* A system call that returns with interrupts off is a kernel bug. */
+	if (WARN_ON_ONCE(irqs_disabled()))
+		local_irq_enable();
+	if (lkl_irqs_pending(c)) {
+		c->regs.user = 1;
+		lkl_run_irqs(NULL, NULL);
+	}
+	if (need_resched() || !single_task_running()) {
+		lkl_deschedule();
+		return;
+	}
+	c->user = true;
+	lkl_cpu_release(c);
+}
+
+/**
+ * lkl_wake_host_task() - wake a parked host task for its thread
+ * @task: the task
+ */
+void lkl_wake_host_task(void *task)
+{
+	wake_up_state(task, TASK_PARKED);
 }
 
 static void lkl_init_ready(void)
@@ -169,11 +333,12 @@ static void lkl_thread_bootstrap(void *arg)
 
 	if (__builtin_setjmp(jb))
 		return;
-	p->thread.exit_jb = jb;
+	lkl_exit_point = jb;
 
 	lkl_ops->sem_down(p->thread.sched_sem);
-	if (p->thread.dead)
+	if (READ_ONCE(p->thread.dead))
 		return;
+	lkl_current_ti = task_thread_info(p);
 	schedule_tail(p->thread.prev_sched);
 
 	ret = p->thread.fn(p->thread.fn_arg);
@@ -182,9 +347,9 @@ static void lkl_thread_bootstrap(void *arg)
 		/*
 		 * A user-mode thread whose function returned 0 has exec'd
 		 * its program.  Here that can only be pid 1 with /init: keep
-		 * the task and give its CPU to lkl_start_kernel()'s caller.
+		 * the task, still holding its CPU, for lkl_start_kernel()'s
+		 * caller, whose thread runs it from now on.
 		 */
-		p->thread.exit_jb = NULL;
 		lkl_init_ready();
 		return;
 	}
@@ -212,6 +377,9 @@ int copy_thread(struct task_struct *p, const struct kernel_clone_args *args)
 		return 0;
 	}
 	clear_ti_thread_flag(task_thread_info(p), TIF_HOST_THREAD);
+	/* An idle task gets its thread from __cpu_up(). */
+	if (args->idle)
+		return 0;
 
 	if (WARN_ON(!args->fn))
 		return -EINVAL;
@@ -229,24 +397,37 @@ int copy_thread(struct task_struct *p, const struct kernel_clone_args *args)
 /**
  * lkl_threads_stop() - end the host threads of all remaining tasks
  *
- * Called from the idle task once the kernel has powered off: every other
- * task is asleep in __switch_to().  Each kernel-created task's host thread
- * is woken with its dead flag set, returns to the host and is joined.
+ * Called from the last running CPU's idle task once the kernel has powered
+ * off.  Every other task waits in __switch_to() or, on a stopped CPU, in
+ * lkl_cpu_stopped().  Each is woken with its dead flag set and returns to
+ * the host: a kernel-created task's thread is joined, a host task's thread
+ * returns -ESHUTDOWN from the call it was in.
  */
 void lkl_threads_stop(void)
 {
 	struct task_struct *p, *t;
 
 	for_each_process_thread(p, t) {
-		if (t == current || test_tsk_thread_flag(t, TIF_HOST_THREAD))
+		if (t == current)
 			continue;
-		if (!t->thread.tid)
+		WRITE_ONCE(t->thread.dead, true);
+		if (lkl_is_host_task(t)) {
+			if (__atomic_exchange_n(&t->thread.waiting, 0,
+						__ATOMIC_SEQ_CST))
+				lkl_ops->sem_up(t->thread.sched_sem);
 			continue;
-		t->thread.dead = true;
-		lkl_ops->sem_up(t->thread.sched_sem);
+		}
+		if (t->thread.tid)
+			lkl_ops->sem_up(t->thread.sched_sem);
+	}
+	lkl_release_stopped();
+	for_each_process_thread(p, t) {
+		if (t == current || lkl_is_host_task(t) || !t->thread.tid)
+			continue;
 		lkl_ops->thread_join(t->thread.tid);
 		t->thread.tid = 0;
 	}
+	lkl_smp_join_idle_threads();
 }
 
 /**
@@ -259,14 +440,4 @@ int lkl_host_task_fn(void *arg)
 {
 	WARN_ONCE(1, "host task function called\n");
 	return -EINVAL;
-}
-
-/**
- * lkl_task_exit_jb() - where a host task's thread resumes if it dies
- * @p: the host task
- * @jb: a __builtin_setjmp() buffer on the host thread's stack, or NULL
- */
-void lkl_task_set_exit_jb(struct task_struct *p, void **jb)
-{
-	p->thread.exit_jb = jb;
 }

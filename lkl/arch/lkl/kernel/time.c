@@ -1,7 +1,9 @@
 // SPDX-License-Identifier: GPL-2.0
 /*
- * Time: the host's monotonic clock is the clocksource, a host one-shot
- * timer is the clock event device, and its expiry raises LKL_TIMER_IRQ.
+ * Time: the host's monotonic clock is the clocksource, and every CPU has
+ * a clock event device of its own, a host one-shot timer whose expiry
+ * raises LKL_TIMER_IRQ on that CPU.  With NO_HZ_IDLE an idle CPU stops its
+ * tick, so an idle kernel leaves its host threads asleep.
  */
 #define pr_fmt(fmt) "lkl: " fmt
 
@@ -9,6 +11,8 @@
 #include <linux/clocksource.h>
 #include <linux/delay.h>
 #include <linux/interrupt.h>
+#include <linux/math64.h>
+#include <linux/percpu.h>
 #include <linux/sched/clock.h>
 #include <linux/timekeeping.h>
 #include <asm/cpu.h>
@@ -17,7 +21,7 @@
 #define LKL_CLOCK_KHZ		(NSEC_PER_SEC / 1000)
 #define LKL_MIN_DELTA_NS	1000UL
 
-static struct lkl_timer *timer;
+static DEFINE_PER_CPU(struct clock_event_device, lkl_clockevents);
 static u64 boot_ns;
 
 /**
@@ -54,41 +58,77 @@ static struct clocksource lkl_clocksource = {
 	.mask = CLOCKSOURCE_MASK(64),
 };
 
+static struct lkl_timer *lkl_timer_of(struct clock_event_device *evt)
+{
+	return lkl_cpus[cpumask_first(evt->cpumask)].timer;
+}
+
 static int lkl_timer_next_event(unsigned long delta,
 				struct clock_event_device *evt)
 {
-	return lkl_ops->timer_set_oneshot(timer, delta);
+	return lkl_ops->timer_set_oneshot(lkl_timer_of(evt), delta);
 }
 
 static int lkl_timer_shutdown(struct clock_event_device *evt)
 {
-	lkl_ops->timer_cancel(timer);
+	lkl_ops->timer_cancel(lkl_timer_of(evt));
 	return 0;
 }
 
-static struct clock_event_device lkl_clockevent = {
-	.name = "lkl",
-	.features = CLOCK_EVT_FEAT_ONESHOT,
-	.set_next_event = lkl_timer_next_event,
-	.set_state_shutdown = lkl_timer_shutdown,
-	.set_state_oneshot_stopped = lkl_timer_shutdown,
-	.rating = 499,
-	.irq = LKL_TIMER_IRQ,
-};
-
 static irqreturn_t lkl_timer_irq(int irq, void *dev_id)
 {
-	lkl_clockevent.event_handler(&lkl_clockevent);
+	struct clock_event_device *evt = this_cpu_ptr(&lkl_clockevents);
+
+	evt->event_handler(evt);
 	return IRQ_HANDLED;
 }
 
+/*
+ * The host timer of a CPU expired: raise its interrupt, and run it on this
+ * host thread if the CPU is free.
+ */
 static void lkl_timer_fn(void *arg)
 {
-	lkl_trigger_irq(LKL_TIMER_IRQ);
+	struct lkl_cpu *c = arg;
+
+	__atomic_fetch_or(&c->irqs, BIT(LKL_TIMER_IRQ), __ATOMIC_SEQ_CST);
+	if (!lkl_gate_enter())
+		return;
+	if (lkl_cpu_try_take(c))
+		lkl_cpu_interrupt(c, NULL, NULL);
+	lkl_gate_exit();
 }
 
 /**
- * time_init() - register the host clock and timer
+ * lkl_time_init_cpu() - give the calling CPU its clock event device
+ * @cpu: the CPU, which the caller holds with interrupts disabled
+ *
+ * Return: 0 or -ENOMEM.
+ */
+int lkl_time_init_cpu(unsigned int cpu)
+{
+	struct clock_event_device *evt = per_cpu_ptr(&lkl_clockevents, cpu);
+	struct lkl_cpu *c = &lkl_cpus[cpu];
+
+	c->timer = lkl_ops->timer_alloc(lkl_timer_fn, c);
+	if (!c->timer)
+		return -ENOMEM;
+
+	evt->name = "lkl";
+	evt->features = CLOCK_EVT_FEAT_ONESHOT;
+	evt->set_next_event = lkl_timer_next_event;
+	evt->set_state_shutdown = lkl_timer_shutdown;
+	evt->set_state_oneshot_stopped = lkl_timer_shutdown;
+	evt->rating = 499;
+	evt->irq = LKL_TIMER_IRQ;
+	evt->cpumask = cpumask_of(cpu);
+	clockevents_config_and_register(evt, NSEC_PER_SEC, LKL_MIN_DELTA_NS,
+					ULONG_MAX);
+	return 0;
+}
+
+/**
+ * time_init() - register the host clock and the boot CPU's timer
  */
 void __init time_init(void)
 {
@@ -100,27 +140,27 @@ void __init time_init(void)
 	if (ret)
 		pr_err("cannot register clocksource: %d\n", ret);
 
-	timer = lkl_ops->timer_alloc(lkl_timer_fn, NULL);
-	if (!timer)
-		panic("lkl: cannot allocate the host timer\n");
-
-	ret = request_irq(LKL_TIMER_IRQ, lkl_timer_irq, IRQF_TIMER, "timer",
-			  NULL);
+	ret = request_irq(LKL_TIMER_IRQ, lkl_timer_irq,
+			  IRQF_TIMER | IRQF_PERCPU, "timer", NULL);
 	if (ret)
 		panic("lkl: cannot request the timer interrupt: %d\n", ret);
 
-	lkl_clockevent.cpumask = cpumask_of(0);
-	clockevents_config_and_register(&lkl_clockevent, NSEC_PER_SEC,
-					LKL_MIN_DELTA_NS, ULONG_MAX);
+	if (lkl_time_init_cpu(smp_processor_id()))
+		panic("lkl: cannot allocate the host timer\n");
 }
 
 /**
- * lkl_time_cleanup() - stop and free the host timer after halt
+ * lkl_time_cleanup() - stop and free the host timers after halt
  */
 void lkl_time_cleanup(void)
 {
-	lkl_ops->timer_free(timer);
-	timer = NULL;
+	struct lkl_cpu *c;
+
+	for (c = lkl_cpus; c < lkl_cpus + nr_cpu_ids; c++) {
+		if (c->timer)
+			lkl_ops->timer_free(c->timer);
+		c->timer = NULL;
+	}
 }
 
 /**
@@ -131,6 +171,7 @@ void calibrate_delay(void)
 	loops_per_jiffy = LKL_CLOCK_KHZ * 1000 / HZ;
 }
 
+/* Busy-waits @ns nanoseconds of host time, letting interrupts in. */
 static void lkl_spin_ns(u64 ns)
 {
 	u64 end = lkl_ops->time_ns() + ns;
@@ -139,21 +180,38 @@ static void lkl_spin_ns(u64 ns)
 		cpu_relax();
 }
 
+/**
+ * __ndelay() - busy-wait a number of nanoseconds
+ * @nsecs: how long
+ */
 void __ndelay(unsigned long nsecs)
 {
 	lkl_spin_ns(nsecs);
 }
 
+/**
+ * __udelay() - busy-wait a number of microseconds
+ * @usecs: how long
+ */
 void __udelay(unsigned long usecs)
 {
 	lkl_spin_ns((u64)usecs * NSEC_PER_USEC);
 }
 
+/**
+ * __const_udelay() - busy-wait for udelay() and ndelay() of a constant
+ * @xloops: the delay in units of 2^-32 seconds (rounded up by the callers:
+ *	udelay(n) passes n * 0x10c7, ndelay(n) passes n * 5)
+ */
 void __const_udelay(unsigned long xloops)
 {
-	lkl_spin_ns(xloops / 0x10c7UL);
+	lkl_spin_ns(mul_u64_u32_shr(xloops, NSEC_PER_SEC, 32));
 }
 
+/**
+ * __delay() - busy-wait a number of loops
+ * @loops: how long, in loops_per_jiffy units: one loop is a nanosecond
+ */
 void __delay(unsigned long loops)
 {
 	lkl_spin_ns(loops);

@@ -4,7 +4,10 @@
  * outside the kernel's own; the host copies without faulting, so a bad
  * pointer from a test gives -EFAULT instead of killing the process.
  */
+#include <linux/mutex.h>
+#include <linux/futex.h>
 #include <linux/uaccess.h>
+#include <asm/futex.h>
 #include <asm/cpu.h>
 
 /**
@@ -80,4 +83,72 @@ unsigned long lkl_clear_user(void __user *to, unsigned long n)
 unsigned long lkl_copy_nofault(void *to, const void *from, unsigned long n)
 {
 	return lkl_ops->copy_from_user(to, from, n);
+}
+
+/**
+ * lkl_futex_cmpxchg() - compare-and-exchange a futex word
+ * @uval: the value found at @uaddr
+ * @uaddr: the futex word, in user memory
+ * @oldval: the value to replace
+ * @newval: the new value
+ *
+ * Return: 0, or -EFAULT if the word cannot be read and written.
+ */
+int lkl_futex_cmpxchg(u32 *uval, u32 __user *uaddr, u32 oldval, u32 newval)
+{
+	u32 expected = oldval;
+
+	if (lkl_addr_in_kernel((unsigned long)uaddr, sizeof(*uaddr)))
+		return -EFAULT;
+	if (lkl_ops->user_cmpxchg32((u32 __force *)uaddr, &expected, newval))
+		return -EFAULT;
+	*uval = expected;
+	return 0;
+}
+
+/**
+ * lkl_futex_atomic_op() - the atomic operation of FUTEX_WAKE_OP
+ * @op: FUTEX_OP_SET, _ADD, _OR, _ANDN or _XOR
+ * @oparg: its operand
+ * @oval: the word's value before the operation
+ * @uaddr: the futex word, in user memory
+ *
+ * Return: 0, -EFAULT for a bad word, or -ENOSYS for an unknown @op.
+ */
+int lkl_futex_atomic_op(int op, u32 oparg, int *oval, u32 __user *uaddr)
+{
+	u32 old, new, found;
+	int ret;
+
+	if (lkl_copy_from_user(&old, uaddr, sizeof(old)))
+		return -EFAULT;
+	for (;;) {
+		switch (op) {
+		case FUTEX_OP_SET:
+			new = oparg;
+			break;
+		case FUTEX_OP_ADD:
+			new = old + oparg;
+			break;
+		case FUTEX_OP_OR:
+			new = old | oparg;
+			break;
+		case FUTEX_OP_ANDN:
+			new = old & ~oparg;
+			break;
+		case FUTEX_OP_XOR:
+			new = old ^ oparg;
+			break;
+		default:
+			return -ENOSYS;
+		}
+		ret = lkl_futex_cmpxchg(&found, uaddr, old, new);
+		if (ret)
+			return ret;
+		if (found == old)
+			break;
+		old = found;
+	}
+	*oval = old;
+	return 0;
 }

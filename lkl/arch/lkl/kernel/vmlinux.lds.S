@@ -1,8 +1,13 @@
 /* SPDX-License-Identifier: GPL-2.0 */
 /*
  * Linker script for the relocatable vmlinux of ARCH=lkl.  The host's
- * linker places the result, so every section starts at 0 here and is
- * relocated with the host program.
+ * linker places the result, in an executable or a shared object, and keeps
+ * each output section of this link in one piece, but orders the sections as
+ * it likes.  So every range the kernel checks an address against (_sdata to
+ * _edata, __init_begin to __init_end, __start_rodata to __end_rodata,
+ * __bss_start to __bss_stop ...) lies within one output section here: text,
+ * read-only data, data (with the init data and the per-CPU data) and bss.
+ * Init code and data are never freed: they belong to the host's image.
  */
 #include <asm/vmlinux.lds.h>
 #include <asm/thread_info.h>
@@ -15,11 +20,10 @@ jiffies = jiffies_64;
 
 SECTIONS
 {
-	_text = .;
-	_stext = .;
-	text = .;
-	.text :
-	{
+	.text : {
+		_text = .;
+		_stext = .;
+		text = .;
 		HEAD_TEXT
 		TEXT_TEXT
 		SCHED_TEXT
@@ -27,31 +31,73 @@ SECTIONS
 		IRQENTRY_TEXT
 		SOFTIRQENTRY_TEXT
 		*(.fixup)
+		_etext = .;
+		_sinittext = .;
+		INIT_TEXT
+		_einittext = .;
 	}
-	_etext = .;
 
-	RO_DATA(PAGE_SIZE)
+	.rodata : ALIGN(PAGE_SIZE) {
+		__start_rodata = .;
+		*(.rodata) *(.rodata.*) *(.data.rel.ro*)
+		SCHED_DATA
+		RO_AFTER_INIT_DATA
+		. = ALIGN(8);
+		BOUNDED_SECTION_BY(__tracepoints_ptrs, ___tracepoints_ptrs)
+		*(__tracepoints_strings)
+		*(.rodata1)
+		. = ALIGN(8);
+		BOUNDED_SECTION_BY(__param, ___param)
+		BOUNDED_SECTION_BY(__modver, ___modver)
+		. = ALIGN(16);
+		BOUNDED_SECTION_BY(__ex_table, ___ex_table)
+		*(.ref.rodata)
+		__end_rodata = .;
+	}
 
-	_sdata = .;
-	RW_DATA(L1_CACHE_BYTES, PAGE_SIZE, THREAD_SIZE)
-	.data.rel : {
+	.notes : {
+		BOUNDED_SECTION_BY(.note.*, _notes)
+	}
+
+	.data : ALIGN(PAGE_SIZE) {
+		_sdata = .;
+		INIT_TASK_DATA(THREAD_SIZE)
+		NOSAVE_DATA
+		PAGE_ALIGNED_DATA(PAGE_SIZE)
+		CACHELINE_ALIGNED_DATA(L1_CACHE_BYTES)
+		READ_MOSTLY_DATA(L1_CACHE_BYTES)
+		DATA_DATA
+		CONSTRUCTORS
+		. = ALIGN(8);
+		BOUNDED_SECTION_BY(__bug_table, ___bug_table)
 		*(.data.rel .data.rel.*)
-	}
-	.got : {
 		*(.got .got.*)
+
+		/* percpu wants __per_cpu_start page aligned. */
+		. = ALIGN(PAGE_SIZE);
+		__per_cpu_load = .;
+		PERCPU_INPUT(L1_CACHE_BYTES)
+
+		. = ALIGN(16);
+		__init_begin = .;
+		INIT_DATA
+		INIT_SETUP(16)
+		INIT_CALLS
+		CON_INITCALL
+		INIT_RAM_FS
+		__init_end = .;
+		_edata = .;
 	}
-	_edata = .;
 
-	EXCEPTION_TABLE(16)
-
-	__init_begin = .;
-	INIT_TEXT_SECTION(PAGE_SIZE)
-	INIT_DATA_SECTION(16)
-	PERCPU_SECTION(L1_CACHE_BYTES)
-	__init_end = .;
-
-	BSS_SECTION(0, 0, 0)
-	_end = .;
+	.bss : ALIGN(PAGE_SIZE) {
+		__bss_start = .;
+		*(.bss..page_aligned)
+		*(.dynbss)
+		*(.bss .bss.*)
+		*(COMMON)
+		__bss_stop = .;
+		_end = .;
+	}
 
 	STABS_DEBUG
 	DWARF_DEBUG

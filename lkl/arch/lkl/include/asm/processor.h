@@ -13,11 +13,14 @@ struct lkl_sem;
  * struct thread_struct - the host side of a kernel task
  * @regs: an empty register frame, for the generic code that asks for one
  * @sched_sem: the task's host thread waits here while the task is not
- *	running on the (single) CPU
+ *	running on a CPU
+ * @waiting: the task's host thread waits on @sched_sem (set by that thread,
+ *	cleared by the one that switches to the task); for a host task whose
+ *	thread runs host code it is clear
  * @tid: the host thread that runs the task
  * @prev_sched: the task that ran before this one, for schedule_tail()
  * @sched_jb: where a host thread that switched away from a task it does
- *	not own (see switch_to_host_task()) resumes, or NULL
+ *	not own (see lkl_deschedule()) resumes, or NULL
  * @exit_jb: where the task's own host thread returns to the host when
  *	the task is dead, or NULL for tasks that run on host program threads
  * @fn: for a task with its own host thread, the function it runs
@@ -27,6 +30,7 @@ struct lkl_sem;
 struct thread_struct {
 	struct pt_regs regs;
 	struct lkl_sem *sched_sem;
+	int waiting;
 	unsigned long tid;
 	struct task_struct *prev_sched;
 	void **sched_jb;

@@ -4,12 +4,18 @@
 
 #include <uapi/asm/ptrace.h>
 
-/* Host code is never "user mode" the kernel could trace or interrupt. */
+/**
+ * struct pt_regs - what an interrupt interrupted
+ * @user: the interrupt came while the CPU's task ran host code (between
+ *	two system calls), which is this port's user mode
+ *
+ * There are no registers to save: kernel code runs on host threads.
+ */
 struct pt_regs {
-	unsigned long unused;
+	unsigned long user;
 };
 
-#define user_mode(regs)			((void)(regs), 0)
+#define user_mode(regs)			((regs)->user)
 #define instruction_pointer(regs)	((void)(regs), 0UL)
 #define user_stack_pointer(regs)	((void)(regs), 0UL)
 #define profile_pc(regs)		instruction_pointer(regs)

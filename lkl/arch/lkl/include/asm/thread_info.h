@@ -15,9 +15,17 @@
 #ifndef __ASSEMBLY__
 #include <asm/processor.h>
 
+/**
+ * struct thread_info - low-level task state
+ * @flags: TIF_* flags
+ * @preempt_count: the generic preemption counter
+ * @cpu: the CPU the task runs on, or last ran on
+ * @task: the task
+ */
 struct thread_info {
 	unsigned long flags;
 	int preempt_count;
+	unsigned int cpu;
 	struct task_struct *task;
 };
 
@@ -25,16 +33,20 @@ struct thread_info {
 {						\
 	.flags		= 0,			\
 	.preempt_count	= INIT_PREEMPT_COUNT,	\
+	.cpu		= 0,			\
 	.task		= &(tsk),		\
 }
 
 /*
- * Only one task runs at a time, and __switch_to() updates this pointer
- * before it lets the next task's host thread go.
+ * The task the calling host thread runs as: every task has a host thread
+ * of its own, so "current" is a property of the thread, kept in its
+ * thread-local storage.  A thread sets it when it starts to run kernel
+ * code (a system call, an interrupt it runs for a free CPU, a switch to
+ * its own task).
  */
-extern struct thread_info *lkl_current_ti;
+extern __thread struct thread_info *lkl_current_ti;
 
-static inline struct thread_info *current_thread_info(void)
+static __always_inline struct thread_info *current_thread_info(void)
 {
 	return lkl_current_ti;
 }

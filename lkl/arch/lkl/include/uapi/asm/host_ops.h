@@ -40,6 +40,7 @@ struct lkl_timer;
  *	non-zero number, or 0 on error
  * @thread_self: the calling host thread's id (never 0, for any thread)
  * @thread_join: wait for a thread created by @thread_create to finish
+ * @thread_yield: let other host threads run (a busy-wait waits for one)
  * @tls_alloc: allocate a thread-local slot; @destructor runs with the
  *	slot's value when a host thread that set it exits
  * @tls_free: free a thread-local slot
@@ -59,6 +60,10 @@ struct lkl_timer;
  *	host address, to @dst; returns the number of bytes NOT copied
  * @copy_to_user: copy @len bytes from @src to @dst, which may be an
  *	invalid host address; returns the number of bytes NOT copied
+ * @user_cmpxchg32: if the 32-bit word at @uaddr, which may be an invalid
+ *	host address, holds *@expected, replace it with @desired, atomically;
+ *	*@expected gets the value found; returns 0, or -1 if the word cannot
+ *	be read and written
  * @backtrace: write the calling host thread's call stack into @buf, one
  *	frame a line, NUL-terminated within @len bytes; returns the length
  *	written (0 if the host cannot tell)
@@ -84,6 +89,7 @@ struct lkl_host_ops {
 	unsigned long (*thread_create)(void (*fn)(void *), void *arg);
 	unsigned long (*thread_self)(void);
 	int (*thread_join)(unsigned long tid);
+	void (*thread_yield)(void);
 
 	struct lkl_tls_key *(*tls_alloc)(void (*destructor)(void *));
 	void (*tls_free)(struct lkl_tls_key *key);
@@ -106,6 +112,9 @@ struct lkl_host_ops {
 					unsigned long len);
 	unsigned long (*copy_to_user)(void *dst, const void *src,
 				      unsigned long len);
+
+	int (*user_cmpxchg32)(unsigned int *uaddr, unsigned int *expected,
+			      unsigned int desired);
 
 	unsigned long (*backtrace)(void *ctx, char *buf, unsigned long len);
 };
@@ -133,6 +142,19 @@ int lkl_start_kernel(const struct lkl_host_ops *ops, const char *cmdline);
  * Return: the system call's result; a negative errno on failure.
  */
 long lkl_syscall(long nr, long *params);
+
+/**
+ * lkl_flush_console() - wait until every record logged so far is printed
+ *
+ * With several CPUs a record may be printed by another CPU than the one
+ * that logged it, a little later; once this returns, every record logged
+ * before the call has gone through @console_write.  May be called from any
+ * host thread, as a system call.
+ *
+ * Return: 0, -ETIMEDOUT if the console made no progress for a second, or
+ * -ESHUTDOWN after the halt.
+ */
+long lkl_flush_console(void);
 
 /**
  * lkl_sys_halt() - shut the kernel down and stop its host threads
