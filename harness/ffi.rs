@@ -70,8 +70,12 @@ impl Api {
     /// A private kernel: a fresh copy of `liblkl.so`, loaded on its own so
     /// that its globals are its own.
     pub fn private() -> Result<Api, String> {
+        Self::private_from(shared_library_path())
+    }
+
+    /// A private kernel from the library at `source` (a seeded kernel).
+    pub fn private_from(source: &Path) -> Result<Api, String> {
         static COPIES: AtomicU64 = AtomicU64::new(0);
-        let source = shared_library_path();
         let copy: PathBuf = std::env::temp_dir().join(format!(
             "lkl-{}-{}.so",
             std::process::id(),

@@ -265,6 +265,27 @@ impl Kernel {
         Self::boot_with(api, options)
     }
 
+    /// Boots a private copy of the kernel library at `library`: a kernel
+    /// other than the one this crate was built with, such as a seeded one
+    /// ([`crate::seeded`]).
+    pub fn boot_library(library: &std::path::Path, options: BootOptions) -> Result<Kernel, Error> {
+        options.validate()?;
+        let api = Api::private_from(library).map_err(Error::Load)?;
+        Self::boot_with(api, options)
+    }
+
+    /// Boots a seeded kernel (another variant, or mutants applied),
+    /// building it first if need be ([`crate::seeded::build`]).
+    pub fn boot_seeded(spec: &crate::kbuild::Spec, options: BootOptions) -> Result<Kernel, Error> {
+        let library = crate::seeded::build(spec).map_err(|e| {
+            Error::Load(format!(
+                "cannot build the seeded kernel {}: {e}",
+                spec.name()
+            ))
+        })?;
+        Self::boot_library(&library, options)
+    }
+
     /// Boots the kernel statically linked into this executable. It can be
     /// booted once per process; use [`Kernel::boot`] for more.
     pub fn boot_linked(options: BootOptions) -> Result<Kernel, Error> {

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# Runs the kernel's checkpatch.pl --strict over the patches in lkl/patches
-# and over every file of the arch port; fails on any error, warning or
-# check.  The few exceptions below are shapes the generic kernel imposes
+# Runs the kernel's checkpatch.pl --strict over the patches in lkl/patches,
+# lkl/mutants and lkl/test-patches, and over every file of the arch port;
+# fails on any error, warning or check.  The few exceptions below are shapes the generic kernel imposes
 # on every architecture, which checkpatch's heuristics cannot know:
 #   NEW_TYPEDEFS         pte_t, pgd_t, elf_gregset_t ... are required types
 #   MACRO_WITH_FLOW_CONTROL  __get_kernel_nofault() takes a goto label
@@ -45,7 +45,7 @@ check() {
 	fi
 }
 
-for patch in lkl/patches/*.patch; do
+for patch in lkl/patches/*.patch lkl/mutants/*.patch lkl/test-patches/*.patch; do
 	check "$top/$patch"
 done
 while IFS= read -r file; do

@@ -1,0 +1,223 @@
+//! Several CPUs: kernel code runs in parallel, the scheduler and
+//! `sched_setaffinity` decide where a thread's task runs, and a race in a
+//! system call shows up in a stress run.
+
+mod common;
+
+use std::sync::Barrier;
+
+use common::{boot_with, finish};
+use lkl_harness::hello::HelloArgs;
+use lkl_harness::stress::{self, Loudness};
+use lkl_harness::{seeded, sys, BootOptions, Errno, Kernel, StressOptions};
+
+fn with_cpus(cpus: u32) -> BootOptions {
+    BootOptions {
+        cpus,
+        ..BootOptions::default()
+    }
+}
+
+/// The CPUs the calling thread's task may run on (`sched_getaffinity`).
+fn affinity(kernel: &Kernel) -> Vec<u32> {
+    let mut mask = [0u64; 4];
+    let len = kernel
+        .syscall(
+            sys::__NR_sched_getaffinity,
+            &[
+                0,
+                std::mem::size_of_val(&mask) as i64,
+                mask.as_mut_ptr() as i64,
+            ],
+        )
+        .expect("sched_getaffinity") as usize;
+    (0..len as u32 * 8)
+        .filter(|&cpu| mask[cpu as usize / 64] & (1 << (cpu % 64)) != 0)
+        .collect()
+}
+
+#[test]
+fn the_default_kernel_has_two_cpus_and_a_task_may_run_on_either() {
+    let kernel = boot_with(BootOptions::default());
+    assert_eq!(kernel.cpus(), 2);
+    assert_eq!(affinity(&kernel), [0, 1]);
+    finish(kernel);
+}
+
+#[test]
+fn a_kernel_booted_with_four_cpus_has_four() {
+    let kernel = boot_with(with_cpus(4));
+    assert_eq!(affinity(&kernel), [0, 1, 2, 3]);
+    assert!(
+        kernel.dmesg().contains("smp: Brought up 1 node, 4 CPUs"),
+        "{}",
+        kernel.dmesg()
+    );
+    finish(kernel);
+}
+
+#[test]
+fn a_thread_pinned_to_a_cpu_runs_its_calls_there() {
+    let kernel = boot_with(with_cpus(4));
+    for cpu in [3, 0, 2, 1, 3] {
+        kernel.pin_current_thread(cpu).expect("pin");
+        assert_eq!(affinity(&kernel), [cpu]);
+        for _ in 0..20 {
+            assert_eq!(kernel.current_cpu(), cpu, "pinned to {cpu}");
+        }
+    }
+    kernel.unpin_current_thread().expect("unpin");
+    assert_eq!(affinity(&kernel), [0, 1, 2, 3]);
+    finish(kernel);
+}
+
+#[test]
+fn pinning_to_a_cpu_the_kernel_does_not_have_is_einval() {
+    let kernel = boot_with(with_cpus(2));
+    assert_eq!(kernel.pin_current_thread(2), Err(Errno::EINVAL));
+    assert_eq!(affinity(&kernel), [0, 1], "nothing changed");
+    finish(kernel);
+}
+
+#[test]
+fn threads_pinned_to_different_cpus_each_stay_on_their_own() {
+    let kernel = boot_with(with_cpus(4));
+    std::thread::scope(|s| {
+        for cpu in 0..4 {
+            let kernel = &kernel;
+            s.spawn(move || {
+                kernel.pin_current_thread(cpu).expect("pin");
+                for _ in 0..500 {
+                    assert_eq!(kernel.current_cpu(), cpu);
+                }
+            });
+        }
+    });
+    finish(kernel);
+}
+
+/// Two threads on two CPUs greet "rendezvous" at once with the test-only
+/// patch of `lkl/test-patches/smp-rendezvous.patch`: each call spins until
+/// the other has arrived, or gives up after five seconds.
+fn rendezvous(cpus: u32) -> Vec<Result<(), Errno>> {
+    let spec = seeded::with_test_patch("smp-rendezvous");
+    let kernel = Kernel::boot_seeded(&spec, with_cpus(cpus))
+        .unwrap_or_else(|e| panic!("the rendezvous kernel did not boot: {e}"));
+    let ready = Barrier::new(2);
+    let results = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..2)
+            .map(|i| {
+                let (kernel, ready) = (&kernel, &ready);
+                s.spawn(move || {
+                    if cpus > 1 {
+                        kernel.pin_current_thread(i).expect("pin");
+                    }
+                    ready.wait();
+                    kernel.hello(&HelloArgs::new(c"rendezvous", 0))
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("thread"))
+            .collect()
+    });
+    finish(kernel);
+    results
+}
+
+#[test]
+fn two_system_calls_are_inside_the_kernel_at_the_same_time() {
+    // Each call returns only once the other one is inside the kernel too.
+    assert_eq!(rendezvous(2), [Ok(()), Ok(())]);
+}
+
+#[test]
+fn a_uniprocessor_kernel_cannot_hold_the_rendezvous() {
+    // The proof above depends on SMP: with one CPU the first caller waits
+    // in vain while the second waits for the CPU.
+    let mut results = rendezvous(1);
+    results.sort_by_key(|r| r.is_ok());
+    assert_eq!(results, [Err(Errno::ETIMEDOUT), Ok(())]);
+}
+
+/// A stress run of `hello()` on the kernel with `lkl/mutants/
+/// shared-buffer-race.patch` (the name in a static buffer).
+fn racy_stress(cpus: u32) -> stress::Summary {
+    let spec = seeded::with_mutant("shared-buffer-race");
+    let kernel = Kernel::boot_seeded(&spec, with_cpus(cpus))
+        .unwrap_or_else(|e| panic!("the racy kernel did not boot: {e}"));
+    let options = StressOptions {
+        threads: 8,
+        calls: 2_000,
+        loud: Loudness::Every(4),
+        name: None,
+    };
+    let summary = stress::run(&kernel, &options, &|_| {});
+    kernel.halt().expect("halt");
+    summary
+}
+
+#[test]
+fn a_shared_buffer_race_in_hello_fails_a_stress_run_on_two_cpus() {
+    let summary = racy_stress(2);
+    let err = summary
+        .verify()
+        .expect_err("two CPUs greeting through one buffer garble greetings");
+    let c = &summary.counts;
+    assert!(
+        c.lines_lost > 0 && c.lines_unexpected + c.lines_duplicated > 0,
+        "{summary}"
+    );
+    assert!(err.problems.iter().any(|p| p.contains("lost")), "{err}");
+}
+
+#[test]
+fn the_shared_buffer_race_cannot_show_on_one_cpu() {
+    // hello() never sleeps: on one CPU nothing runs between the copy and
+    // the greeting, so the same bug passes. Stress needs SMP to see it.
+    let summary = racy_stress(1);
+    summary
+        .verify()
+        .unwrap_or_else(|e| panic!("{e}\n{summary}"));
+}
+
+#[test]
+fn the_generic_stress_runs_any_call_and_checks_each() {
+    let kernel = boot_with(with_cpus(2));
+    let calls = stress::run_calls(&kernel, 4, 250, &|_| {}, |call, kernel| {
+        let tid = kernel
+            .syscall(sys::__NR_gettid, &[])
+            .map_err(|e| e.to_string())?;
+        let pid = kernel
+            .syscall(sys::__NR_getpid, &[])
+            .map_err(|e| e.to_string())?;
+        if pid != 1 || tid <= 1 {
+            return Err(format!("thread {}: pid {pid}, tid {tid}", call.thread));
+        }
+        Ok(())
+    });
+    calls.verify().unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(calls.calls, 1_000);
+    assert_eq!(calls.tids.len(), 4);
+    finish(kernel);
+}
+
+#[test]
+fn a_failing_check_fails_the_generic_run_and_names_the_calls() {
+    let kernel = boot_with(with_cpus(2));
+    let calls = stress::run_calls(&kernel, 3, 10, &|_| {}, |call, kernel| {
+        kernel
+            .syscall(sys::__NR_getpid, &[])
+            .map_err(|e| e.to_string())?;
+        if call.index == 7 {
+            return Err("call 7 is refused".into());
+        }
+        Ok(())
+    });
+    let err = calls.verify().expect_err("three calls failed their check");
+    assert_eq!(calls.failures.get("call 7 is refused"), Some(&3));
+    assert!(calls.failed.contains(&(2, 7)));
+    assert!(err.problems[0].contains("3 call(s) failed"), "{err}");
+    finish(kernel);
+}
