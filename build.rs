@@ -140,6 +140,16 @@ fn run() -> Result<()> {
         cache.log_path().display()
     );
     println!("cargo:rustc-env=LKL_KERNEL_VARIANT={}", variant.name());
+    // Tests of one variant's checkers exist only in that variant's build.
+    let names: Vec<String> = Variant::ALL
+        .iter()
+        .map(|v| format!("\"{}\"", v.name()))
+        .collect();
+    println!(
+        "cargo:rustc-check-cfg=cfg(lkl_kernel, values({}))",
+        names.join(", ")
+    );
+    println!("cargo:rustc-cfg=lkl_kernel=\"{}\"", variant.name());
     println!("cargo:rustc-env=LKL_SOURCE_TREE={}", paths.source.display());
     println!("cargo:rustc-env=LKL_CACHE_DIR={}", cache.dir.display());
     println!(

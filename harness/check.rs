@@ -24,10 +24,14 @@ use std::io::Write as _;
 use std::sync::Arc;
 use std::time::Duration;
 
+use std::sync::LazyLock;
+
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 use lkl_sim::{Host, Record};
+use regex::Regex;
 
 use crate::kernel::{Error, Kernel};
+use crate::symbolize::Image;
 
 /// Substrings that mark a kernel log line as a report of a kernel bug.
 ///
@@ -91,18 +95,131 @@ pub fn splat_lines(records: &[Record]) -> Vec<String> {
 }
 
 /// `Ok` if no record reports a kernel bug; otherwise [`Error::Splat`]
-/// with the offending lines and the whole log.
+/// with the offending lines, each report and the whole log.
 pub fn check_records(records: &[Record]) -> Result<(), Error> {
-    let lines = splat_lines(records);
-    if lines.is_empty() {
+    check_records_with(records, None, None)
+}
+
+/// [`check_records`], with the code addresses of the reports located in
+/// `image` (file and line), or in `host`, the test program.
+pub fn check_records_with(
+    records: &[Record],
+    image: Option<&Image>,
+    host: Option<&Image>,
+) -> Result<(), Error> {
+    if splat_lines(records).is_empty() {
         return Ok(());
     }
-    let log = records.iter().fold(String::new(), |mut log, r| {
-        log.push_str(&r.fmt_dmesg());
+    let text: Vec<String> = records
+        .iter()
+        .flat_map(|r| {
+            r.fmt_dmesg()
+                .lines()
+                .map(str::to_string)
+                .collect::<Vec<_>>()
+        })
+        .map(|line| match image {
+            Some(image) => image.annotate_with(&line, host),
+            None => line,
+        })
+        .collect();
+    let mut lines: Vec<String> = text.iter().filter(|l| is_splat(l)).cloned().collect();
+    let reports = reports(&text);
+    lines.extend(reports.iter().filter_map(|r| kcsan_summary(r)));
+    let log = text.iter().fold(String::new(), |mut log, line| {
+        log.push_str(line);
         log.push('\n');
         log
     });
-    Err(Error::Splat { lines, log })
+    Err(Error::Splat {
+        lines,
+        reports,
+        log,
+    })
+}
+
+/// Lines that end a report.
+fn ends_report(line: &str) -> bool {
+    line.contains("---[ end trace") || line.contains("==================")
+}
+
+/// The `[T<pid>]` or `[C<cpu>]` tag of a dmesg line.
+fn caller_tag(line: &str) -> Option<&str> {
+    let rest = line.strip_prefix('[')?;
+    let rest = &rest[rest.find("] [")? + 2..];
+    Some(&rest[..=rest.find(']')?])
+}
+
+/// The reports in a log: each from its splat line (or the `cut here` /
+/// `====` line before it) to its end marker, at most 100 lines, with only
+/// the lines of the task that printed it (other CPUs log meanwhile).
+pub fn reports(lines: &[String]) -> Vec<String> {
+    let mut reports = Vec::new();
+    let mut i = 0;
+    while i < lines.len() {
+        if !is_splat(&lines[i]) {
+            i += 1;
+            continue;
+        }
+        let tag = caller_tag(&lines[i]);
+        let same = |line: &String| tag.is_none() || caller_tag(line) == tag;
+        let start = match lines[..i].iter().rposition(same) {
+            Some(p) if lines[p].contains("cut here") || ends_report(&lines[p]) => p,
+            _ => i,
+        };
+        let mut report = vec![lines[start].as_str()];
+        if start != i {
+            report.push(&lines[i]);
+        }
+        let mut end = i + 1;
+        while end < lines.len() && report.len() < 100 {
+            end += 1;
+            let line = &lines[end - 1];
+            if !same(line) {
+                continue;
+            }
+            report.push(line);
+            if ends_report(line) {
+                break;
+            }
+        }
+        reports.push(report.join("\n"));
+        i = end;
+    }
+    reports
+}
+
+/// For a KCSAN report: one line naming both racing accesses, each with its
+/// first kernel frame (and source line, if annotated).
+pub fn kcsan_summary(report: &str) -> Option<String> {
+    static ACCESS: LazyLock<Regex> = LazyLock::new(|| {
+        Regex::new(r"((?:read|write)(?:-write)?(?: \(marked\))? to 0x[0-9a-f]+ of \d+ bytes by (?:task \d+|interrupt) on cpu \d+):")
+            .expect("a valid pattern")
+    });
+    let title = report.lines().find(|l| l.contains("BUG: KCSAN:"))?;
+    let lines: Vec<&str> = report.lines().collect();
+    let mut accesses = Vec::new();
+    for (i, line) in lines.iter().enumerate() {
+        if let Some(m) = ACCESS.captures(line) {
+            let frame = lines
+                .get(i + 1)
+                .map(|f| strip_prefix(f).trim().to_string())
+                .unwrap_or_default();
+            accesses.push(format!("{} in {frame}", &m[1]));
+        }
+    }
+    let title = strip_prefix(title).trim();
+    Some(format!("{title}: {}", accesses.join("; racing with ")))
+}
+
+/// A dmesg line without its `[time] [caller] ` prefix.
+fn strip_prefix(line: &str) -> &str {
+    static PREFIX: LazyLock<Regex> =
+        LazyLock::new(|| Regex::new(r"^\[[ 0-9.]+\] (\[[TC]\d+\] )?").expect("a valid pattern"));
+    match PREFIX.find(line) {
+        Some(m) => &line[m.end()..],
+        None => line,
+    }
 }
 
 /// The exit status of a process whose watchdog fired: 101, what a
@@ -137,7 +254,18 @@ impl Kernel {
         // A report another CPU is still printing counts too. A stalled
         // console shows in the log as it is.
         let _ = self.flush_log();
-        check_records(&self.log())
+        let records = self.log();
+        if splat_lines(&records).is_empty() {
+            return Ok(());
+        }
+        self.with_image(|image| {
+            let linked = image
+                .is_some_and(|i| Some(i.path.as_path()) == std::env::current_exe().ok().as_deref());
+            if linked {
+                return check_records_with(&records, image, None);
+            }
+            crate::symbolize::with_program(|host| check_records_with(&records, image, host))
+        })
     }
 
     /// Arms a watchdog: if the returned guard is still alive after
@@ -245,7 +373,7 @@ mod tests {
             record("quiet"),
             record("------------[ cut here ]------------\nWARNING: CPU: 0 PID: 1 at x.c:1 f"),
         ];
-        let Err(Error::Splat { lines, log }) = check_records(&records) else {
+        let Err(Error::Splat { lines, log, .. }) = check_records(&records) else {
             panic!("a WARNING is a splat");
         };
         assert_eq!(lines, ["WARNING: CPU: 0 PID: 1 at x.c:1 f"]);

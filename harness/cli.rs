@@ -63,9 +63,10 @@ pub struct KernelArgs {
     #[arg(long, value_name = "MIB", default_value_t = 64, global = true)]
     pub mem: u32,
     /// CPUs: how many host threads run kernel code at the same moment
-    /// (the kernel's nr_cpus=). 1 is a uniprocessor.
-    #[arg(long, value_name = "N", default_value_t = lkl_harness::kernel::DEFAULT_CPUS, global = true)]
-    pub cpus: u32,
+    /// (the kernel's nr_cpus=). 1 is a uniprocessor. Default: 2 (4 for
+    /// torture).
+    #[arg(long, value_name = "N", global = true)]
+    pub cpus: Option<u32>,
     /// Extra kernel command line, e.g. "lkl_test_warn=1" or "loglevel=4".
     #[arg(long, value_name = "ARGS", default_value = "", global = true)]
     pub cmdline: String,
@@ -76,7 +77,7 @@ impl KernelArgs {
     pub fn boot_options(&self) -> BootOptions {
         BootOptions {
             mem_mib: self.mem,
-            cpus: self.cpus,
+            cpus: self.cpus.unwrap_or(lkl_harness::kernel::DEFAULT_CPUS),
             cmdline: self.cmdline.clone(),
             ..BootOptions::default()
         }
@@ -120,10 +121,28 @@ enum Command {
     /// throughput (and with --build, kernel build times). Prints figures,
     /// each with the command that measured it; checks nothing.
     Bench(BenchArgs),
+    /// Run the kernel's own torture tests of its locks (locktorture:
+    /// spin_lock, mutex_lock, rw_lock) and of RCU (rcutorture) on this
+    /// architecture's CPUs, one boot of the torture kernel (built on first
+    /// use) each. Exits 1 unless every run ends in SUCCESS with no error
+    /// counted and nothing reported.
+    Torture(TortureArgs),
     /// Boot, make one getpid(), print nanoseconds since main() started.
     /// Used by `bench` to time boots in fresh processes.
     #[command(name = "__boot-once", hide = true)]
     BootOnce,
+}
+
+/// The torture run.
+#[derive(Debug, Args)]
+struct TortureArgs {
+    /// How long each lock type is tortured, in seconds.
+    #[arg(long, default_value_t = 10)]
+    seconds: u32,
+    /// The tests to run, one boot each: locktorture types (spin_lock,
+    /// mutex_lock, rw_lock, rwsem_lock, ...) or rcu.
+    #[arg(long = "test", value_name = "TEST", default_values_t = lkl_harness::torture::TESTS.map(String::from))]
+    tests: Vec<String>,
 }
 
 /// Runs the command line; the result becomes the exit status.
@@ -133,6 +152,7 @@ pub fn run(started: Instant) -> Result<()> {
         None => stress_main(&cli),
         Some(Command::Boot) => boot(&cli),
         Some(Command::Bench(args)) => bench::run(args, &cli.kernel, cli.stress.json),
+        Some(Command::Torture(args)) => torture(args, &cli),
         Some(Command::BootOnce) => boot_once(&cli.kernel, started),
     }
 }
@@ -293,5 +313,71 @@ fn boot_once(kernel: &KernelArgs, started: Instant) -> Result<()> {
         .context("getpid in the fresh kernel")?;
     println!("{}", started.elapsed().as_nanos());
     kernel.halt()?;
+    Ok(())
+}
+
+fn torture(args: &TortureArgs, cli: &Cli) -> Result<()> {
+    use lkl_harness::torture::{self, TortureOptions};
+
+    let options = TortureOptions {
+        seconds: args.seconds,
+        cpus: cli.kernel.cpus.unwrap_or(4),
+        tests: args.tests.clone(),
+    };
+    lkl_harness::kernel::BootOptions {
+        cpus: options.cpus,
+        ..cli.kernel.boot_options()
+    }
+    .validate()?;
+    let runs = torture::run(&options, &|test| {
+        eprintln!(
+            "torture: {test} on {} CPUs for {} s ...",
+            options.cpus, options.seconds
+        )
+    })?;
+    let mut out = std::io::stdout().lock();
+    if cli.stress.json {
+        serde_json::to_writer_pretty(&mut out, &runs)?;
+        writeln!(out)?;
+    } else {
+        for run in &runs {
+            let unit = if run.test == "rcu" {
+                "grace periods"
+            } else {
+                "lock acquisitions"
+            };
+            writeln!(
+                out,
+                "{:<12} {} CPUs {:>6.1} s  {:>10} {unit}  {} errors  {}",
+                run.test,
+                run.cpus,
+                run.duration.as_secs_f64(),
+                run.operations,
+                run.errors,
+                if run.passed() { "PASS" } else { "FAIL" }
+            )?;
+            if let Some(line) = &run.verdict {
+                writeln!(out, "    {line}")?;
+            }
+            for splat in &run.splats {
+                writeln!(out, "    reported: {splat}")?;
+            }
+            if cli.stress.log || !run.passed() {
+                writeln!(out, "Kernel log:\n{}", run.log)?;
+            }
+        }
+    }
+    drop(out);
+    let failed: Vec<&str> = runs
+        .iter()
+        .filter(|r| !r.passed())
+        .map(|r| r.test.as_str())
+        .collect();
+    if !failed.is_empty() {
+        bail!(
+            "torture failed for {}: see the verdicts above",
+            failed.join(", ")
+        );
+    }
     Ok(())
 }

@@ -32,6 +32,9 @@ pub struct Api {
     pub library: Option<Library>,
     /// Where the private library is mapped (start, end); (0, 0) if linked.
     pub image: (usize, usize),
+    /// The file the kernel's code is in (the private copy, or this
+    /// executable), and its load bias: for symbolizing addresses.
+    pub object: (PathBuf, usize),
     /// The private copy's file, kept while it is loaded so that call
     /// traces can name kernel functions; removed on drop.
     pub copy: Option<PathBuf>,
@@ -63,6 +66,10 @@ impl Api {
             halt: lkl_sys_halt,
             library: None,
             image: (0, 0),
+            object: (
+                std::env::current_exe().unwrap_or_default(),
+                load_bias(lkl_start_kernel as *const libc::c_void).unwrap_or(0),
+            ),
             copy: None,
         }
     }
@@ -111,6 +118,7 @@ impl Api {
             let halt = *library
                 .get::<HaltFn>(b"lkl_sys_halt\0")
                 .map_err(|e| e.to_string())?;
+            let bias = load_bias(start as *const libc::c_void)?;
             Api {
                 start,
                 syscall,
@@ -118,11 +126,24 @@ impl Api {
                 halt,
                 library: Some(library),
                 image: mapping_of(start as *const libc::c_void)?,
+                object: (copy.clone(), bias),
                 copy: Some(copy),
             }
         };
         Ok(api)
     }
+}
+
+/// The load bias of the object that contains the code address `addr`.
+fn load_bias(addr: *const libc::c_void) -> Result<usize, String> {
+    // SAFETY: an all-zero Dl_info is a valid value to be filled in.
+    let mut info: libc::Dl_info = unsafe { std::mem::zeroed() };
+    // SAFETY: `addr` is a code address in a loaded object; `info` is
+    // writable.
+    if unsafe { libc::dladdr(addr, &mut info) } == 0 {
+        return Err("dladdr does not know the kernel's code".into());
+    }
+    Ok(info.dli_fbase as usize)
 }
 
 /// The address range of every loaded segment of the shared object that

@@ -62,11 +62,18 @@ pub enum Variant {
     Debug,
     /// KCSAN and lockdep (`LKL_KERNEL=race`).
     Race,
+    /// The kernel's own torture tests built in (`lkl-harness torture`).
+    Torture,
 }
 
 impl Variant {
     /// Every variant, in the order CI builds them.
-    pub const ALL: [Variant; 3] = [Variant::Default, Variant::Debug, Variant::Race];
+    pub const ALL: [Variant; 4] = [
+        Variant::Default,
+        Variant::Debug,
+        Variant::Race,
+        Variant::Torture,
+    ];
 
     /// The variant's name (`LKL_KERNEL=<name>`).
     pub fn name(self) -> &'static str {
@@ -74,6 +81,17 @@ impl Variant {
             Variant::Default => "default",
             Variant::Debug => "debug",
             Variant::Race => "race",
+            Variant::Torture => "torture",
+        }
+    }
+
+    /// The variant whose build directory this one's starts as a copy of,
+    /// when it is built the first time: one whose configuration differs in
+    /// a few options, so that make rebuilds only what they touch.
+    fn base(self) -> Option<Variant> {
+        match self {
+            Variant::Torture => Some(Variant::Default),
+            _ => None,
         }
     }
 
@@ -83,6 +101,7 @@ impl Variant {
             Variant::Default => "the kernel with the project's configuration",
             Variant::Debug => "lockdep and list debugging",
             Variant::Race => "KCSAN, the data race detector, with lockdep",
+            Variant::Torture => "locktorture and rcutorture, for `lkl-harness torture`",
         }
     }
 
@@ -106,9 +125,21 @@ impl Variant {
             })
     }
 
-    /// The variant `LKL_KERNEL` asks for.
+    /// The variants the test suite runs on (`LKL_KERNEL`).
+    pub const SUITE: [Variant; 3] = [Variant::Default, Variant::Debug, Variant::Race];
+
+    /// The variant `LKL_KERNEL` asks for: one the suite runs on.
     pub fn from_env() -> Result<Variant> {
-        Variant::from_name(&env::var("LKL_KERNEL").unwrap_or_default())
+        let name = env::var("LKL_KERNEL").unwrap_or_default();
+        let variant = Variant::from_name(&name)?;
+        if !Variant::SUITE.contains(&variant) {
+            return Err(format!(
+                "LKL_KERNEL={name}: {} is not a kernel to run the tests on; use \
+                 `cargo run --release -- {name}`",
+                variant.about()
+            ));
+        }
+        Ok(variant)
     }
 
     /// The configuration fragments, after `lkl.config`.
@@ -117,6 +148,7 @@ impl Variant {
             Variant::Default => &[],
             Variant::Debug => &["debug.config"],
             Variant::Race => &["race.config"],
+            Variant::Torture => &["torture.config"],
         }
     }
 
@@ -259,6 +291,15 @@ impl Cache {
         self.prepare_tree(&source)?;
         let build = self.build_dir(spec);
         if spec.mutants.is_empty() {
+            if let Some(base) = spec.variant.base() {
+                if !build.join(".config").is_file() {
+                    let base_dir = self.build_dir(&Spec::of(base));
+                    self.configure(&Spec::of(base), &base_dir)?;
+                    self.kmake(&base_dir, &["vmlinux"], &[])?;
+                    copy_dir(&base_dir, &build)?;
+                    let _ = fs::remove_file(build.join("lkl.o"));
+                }
+            }
             self.configure(spec, &build)?;
             self.kmake(&build, &["vmlinux"], &[])?;
         } else {

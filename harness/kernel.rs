@@ -196,14 +196,24 @@ pub enum Error {
     /// hung task (see [`crate::check`]).
     #[error(
         "the kernel reported a bug: the log has {} warning line(s):\n  {}\n\
-         Each is a kernel bug even if every system call succeeded; the log \
-         below shows what led to it.\nKernel log:\n{log}",
+         Each is a kernel bug even if every system call succeeded; the \
+         reports follow, with the source line of each kernel frame where \
+         the kernel's debug information has it, then the whole log.\n\
+         {}Kernel log:\n{log}",
         lines.len(),
-        lines.join("\n  ")
+        lines.join("\n  "),
+        reports.iter().fold(String::new(), |mut text, r| {
+            text.push_str(r);
+            text.push('\n');
+            text
+        })
     )]
     Splat {
-        /// The offending lines, as `dmesg` prints them.
+        /// The offending lines, as `dmesg` prints them, each report's
+        /// racing or faulting accesses named with their source lines.
         lines: Vec<String>,
+        /// Each report in full: from its first line to its end marker.
+        reports: Vec<String>,
         /// The kernel log.
         log: String,
     },
@@ -217,6 +227,8 @@ pub enum Error {
 pub struct Kernel {
     host: Arc<Host>,
     cpus: u32,
+    /// The kernel's code, for symbolizing reports; loaded when needed.
+    image: parking_lot::Mutex<Option<Option<crate::symbolize::Image>>>,
     api: Api,
     halted: AtomicBool,
     boot_time: Duration,
@@ -361,6 +373,7 @@ impl Kernel {
                 Ok(Kernel {
                     host,
                     cpus: options.cpus,
+                    image: parking_lot::Mutex::new(None),
                     api,
                     halted: AtomicBool::new(false),
                     boot_time,
@@ -496,6 +509,18 @@ impl Kernel {
         )
         .expect("getcpu cannot fail with a valid pointer");
         cpu
+    }
+
+    /// Runs `f` with the kernel's code and debug information, to turn the
+    /// addresses in its reports into functions and source lines (`None`
+    /// if the file cannot be read). Loaded on first use.
+    pub fn with_image<R>(&self, f: impl FnOnce(Option<&crate::symbolize::Image>) -> R) -> R {
+        let mut image = self.image.lock();
+        let image = image.get_or_insert_with(|| {
+            let (path, bias) = &self.api.object;
+            crate::symbolize::Image::load(path, *bias).ok()
+        });
+        f(image.as_ref())
     }
 
     /// How many CPUs this kernel has ([`BootOptions::cpus`]).

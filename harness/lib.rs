@@ -23,6 +23,8 @@
 //! | [`hello`] | the `hello` system call, typed |
 //! | [`log`] | the records a closure caused ([`Kernel::capture`]), normalisation for snapshots |
 //! | [`check`] | kernel warnings as errors ([`Kernel::check_log`]), the [`Kernel::watchdog`] |
+//! | [`torture`] | the kernel's locktorture and rcutorture, run on this port |
+//! | [`symbolize`] | kernel addresses in reports to functions and source lines |
 //! | [`stress`] | the call loop: many threads calling `hello`, verified |
 //! | [`seeded`] | kernels built on demand: variants, mutants, test-only patches |
 //! | [`kbuild`] | how kernels are built (shared with `build.rs`) |
@@ -43,7 +45,9 @@ pub mod log;
 pub mod seeded;
 pub mod selftest;
 pub mod stress;
+pub mod symbolize;
 pub mod sys;
+pub mod torture;
 
 /// Which kernel this crate was built with: `"default"`, or `"debug"`
 /// (lockdep and list debugging) when built with `LKL_KERNEL=debug`.

@@ -29,7 +29,12 @@ fn a_clean_boot_passes_the_log_check() {
 #[test]
 fn a_warn_during_boot_fails_check_log_naming_the_warning_line() {
     let kernel = boot_with(boot_options("lkl_test_warn=1"));
-    let Err(Error::Splat { lines, log }) = kernel.check_log() else {
+    let Err(Error::Splat {
+        lines,
+        reports,
+        log,
+    }) = kernel.check_log()
+    else {
         panic!(
             "lkl_test_warn=1 must fail the log check:\n{}",
             kernel.dmesg()
@@ -57,7 +62,12 @@ fn a_warn_during_boot_fails_check_log_naming_the_warning_line() {
     ] {
         assert!(trace.contains(frame), "{frame} in the trace: {trace}");
     }
-    let message = Error::Splat { lines, log }.to_string();
+    let message = Error::Splat {
+        lines,
+        reports,
+        log,
+    }
+    .to_string();
     assert!(message.contains("the kernel reported a bug"), "{message}");
     // The kernel carries on after a WARN: it still answers and halts.
     assert_eq!(kernel.syscall(sys::__NR_getpid, &[]), Ok(1));

@@ -208,6 +208,7 @@ fn host_ops_rust_mirror_matches_the_c_header() {
         copy_to_user,
         user_cmpxchg32,
         backtrace,
+        stack_walk,
     );
     assert_eq!(size_of::<sys::lkl_host_ops>(), size_of::<HostOps>());
     assert_eq!(align_of::<sys::lkl_host_ops>(), align_of::<HostOps>());

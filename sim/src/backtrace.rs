@@ -3,9 +3,86 @@
 //! thread's stack and prints it into its log, so a WARN shows the kernel
 //! functions and the test code that led to it.
 
-use std::ffi::{c_char, c_ulong, c_void};
+use std::ffi::{c_char, c_int, c_ulong, c_void};
 
 use crate::ffi::guard;
+
+extern "C" {
+    // libgcc's unwinder, which Rust's standard library links: it walks
+    // frames by their unwind tables, kernel and host code alike.
+    fn _Unwind_Backtrace(
+        trace: unsafe extern "C" fn(ctx: *mut c_void, arg: *mut c_void) -> c_int,
+        arg: *mut c_void,
+    ) -> c_int;
+    fn _Unwind_GetIP(ctx: *mut c_void) -> usize;
+}
+
+/// `_URC_NO_REASON`: go on walking.
+const URC_NO_REASON: c_int = 0;
+/// `_URC_END_OF_STACK`: stop.
+const URC_END_OF_STACK: c_int = 5;
+
+/// Where [`stack_walk`] collects addresses.
+struct Walk {
+    pcs: *mut c_ulong,
+    max: usize,
+    /// Frames still to skip: the walk's own.
+    skip: usize,
+    count: usize,
+}
+
+/// One frame of [`stack_walk`].
+///
+/// # Safety
+///
+/// `ctx` is the unwinder's context; `arg` the `Walk` of the walk.
+unsafe extern "C" fn collect(ctx: *mut c_void, arg: *mut c_void) -> c_int {
+    // SAFETY: `arg` is the &mut Walk that stack_walk passed in.
+    let walk = unsafe { &mut *arg.cast::<Walk>() };
+    if walk.skip > 0 {
+        walk.skip -= 1;
+        return URC_NO_REASON;
+    }
+    if walk.count == walk.max {
+        return URC_END_OF_STACK;
+    }
+    // SAFETY: `ctx` is valid during the callback.
+    let ip = unsafe { _Unwind_GetIP(ctx) };
+    if ip == 0 {
+        return URC_END_OF_STACK;
+    }
+    // SAFETY: `count < max`, and `pcs` has room for `max` entries.
+    unsafe { *walk.pcs.add(walk.count) = ip as c_ulong };
+    walk.count += 1;
+    URC_NO_REASON
+}
+
+/// `stack_walk(pcs, max)`: fills `pcs` with the return addresses of the
+/// calling thread's frames, innermost first, starting with its caller's
+/// own frame; returns how many (at most `max`). For the kernel's
+/// `arch_stack_walk()`: lockdep, KCSAN and the other users of stack
+/// traces get the real call chain.
+///
+/// # Safety
+///
+/// `pcs` must be writable for `max` entries.
+pub unsafe extern "C" fn stack_walk(pcs: *mut c_ulong, max: c_ulong) -> c_ulong {
+    // No guard(): nothing here can panic, and the walk must not see a
+    // closure's frame. This function's own frame is skipped.
+    let mut walk = Walk {
+        pcs,
+        max: max as usize,
+        skip: 1,
+        count: 0,
+    };
+    if pcs.is_null() {
+        return 0;
+    }
+    // SAFETY: `collect` matches the callback type and `walk` outlives the
+    // call.
+    unsafe { _Unwind_Backtrace(collect, (&mut walk as *mut Walk).cast()) };
+    walk.count as c_ulong
+}
 
 /// The frames of the calling thread that matter for debugging the kernel,
 /// innermost first, one per line (`function` or `function at file:line`):
@@ -125,6 +202,30 @@ mod tests {
         assert!(!frames
             .iter()
             .any(|f| f.contains("lkl_sim::backtrace::frames ")));
+    }
+
+    #[inline(never)]
+    fn walk_from_here(pcs: &mut [c_ulong]) -> usize {
+        // SAFETY: `pcs` is writable for its length.
+        let n = unsafe { stack_walk(pcs.as_mut_ptr(), pcs.len() as c_ulong) } as usize;
+        std::hint::black_box(n)
+    }
+
+    #[test]
+    fn stack_walk_returns_the_callers_frames() {
+        let mut pcs = [0 as c_ulong; 64];
+        let n = walk_from_here(&mut pcs);
+        assert!(n > 3, "{n} frames");
+        // The first address is in walk_from_here, which called it (a small
+        // function: its code is within a page of its start).
+        let here = walk_from_here as *const () as usize;
+        assert!(
+            (here..here + 4096).contains(&(pcs[0] as usize)),
+            "{:x} not in walk_from_here at {here:x}",
+            pcs[0]
+        );
+        let mut few = [0 as c_ulong; 2];
+        assert_eq!(walk_from_here(&mut few), 2, "at most max");
     }
 
     #[test]

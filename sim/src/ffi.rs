@@ -156,6 +156,8 @@ pub struct HostOps {
     /// Write the calling thread's call stack, a frame a line, into `buf`.
     pub backtrace:
         Option<unsafe extern "C" fn(ctx: *mut c_void, buf: *mut c_char, len: c_ulong) -> c_ulong>,
+    /// The calling thread's return addresses, innermost first.
+    pub stack_walk: Option<unsafe extern "C" fn(pcs: *mut c_ulong, max: c_ulong) -> c_ulong>,
 }
 
 // SAFETY: the table is plain immutable data (function pointers and an opaque
@@ -168,7 +170,7 @@ unsafe impl Send for HostOps {}
 unsafe impl Sync for HostOps {}
 
 /// The names of the fields of [`HostOps`], in order, excluding `ctx`.
-pub const OP_NAMES: [&str; 30] = [
+pub const OP_NAMES: [&str; 31] = [
     "console_write",
     "panic",
     "sem_alloc",
@@ -199,6 +201,7 @@ pub const OP_NAMES: [&str; 30] = [
     "copy_to_user",
     "user_cmpxchg32",
     "backtrace",
+    "stack_walk",
 ];
 
 impl HostOps {
@@ -241,6 +244,7 @@ impl HostOps {
             copy_to_user: Some(uaccess::copy_to_user),
             user_cmpxchg32: Some(uaccess::user_cmpxchg32),
             backtrace: Some(crate::backtrace::backtrace),
+            stack_walk: Some(crate::backtrace::stack_walk),
         }
     }
 
@@ -284,6 +288,7 @@ impl HostOps {
             self.copy_to_user.is_some(),
             self.user_cmpxchg32.is_some(),
             self.backtrace.is_some(),
+            self.stack_walk.is_some(),
         ];
         OP_NAMES
             .iter()
@@ -389,9 +394,9 @@ mod tests {
     use std::mem::{align_of, size_of};
 
     #[test]
-    fn layout_is_33_words() {
-        // ctx, image_start, image_end and 30 function pointers.
-        assert_eq!(size_of::<HostOps>(), 33 * size_of::<*const ()>());
+    fn layout_is_34_words() {
+        // ctx, image_start, image_end and 31 function pointers.
+        assert_eq!(size_of::<HostOps>(), 34 * size_of::<*const ()>());
         assert_eq!(align_of::<HostOps>(), align_of::<*const ()>());
         assert_eq!(size_of::<Option<CallbackFn>>(), size_of::<*const ()>());
     }

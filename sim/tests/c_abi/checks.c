@@ -10,7 +10,7 @@
 
 #include HOST_OPS_H
 
-#define NFIELDS 30
+#define NFIELDS 31
 
 size_t lkl_test_layout(size_t *offsets)
 {
@@ -49,6 +49,7 @@ size_t lkl_test_layout(size_t *offsets)
 	F(copy_to_user);
 	F(user_cmpxchg32);
 	F(backtrace);
+	F(stack_walk);
 #undef F
 	return sizeof(struct lkl_host_ops);
 }

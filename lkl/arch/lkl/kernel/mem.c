@@ -127,14 +127,22 @@ void free_initmem(void)
 {
 }
 
+static bool lkl_overlaps(unsigned long addr, unsigned long end,
+			 const void *start, const void *stop)
+{
+	return addr < (unsigned long)stop && end > (unsigned long)start;
+}
+
 /**
  * lkl_addr_in_kernel() - whether a range overlaps the kernel's own memory
  * @addr: start of the range
  * @size: length of the range in bytes
  *
- * Return: true if [@addr, @addr + @size) touches the arena, the kernel's
- * own image (text, data, bss) or the whole shared object the host loaded
- * it from.
+ * The kernel's own memory is the arena, the shared object the host loaded
+ * the kernel from (if it did), and the kernel's sections: linked into the
+ * host program, those lie among the program's own, which are user memory.
+ *
+ * Return: true if [@addr, @addr + @size) touches any of them.
  */
 bool lkl_addr_in_kernel(unsigned long addr, unsigned long size)
 {
@@ -146,7 +154,10 @@ bool lkl_addr_in_kernel(unsigned long addr, unsigned long size)
 		return true;
 	if (addr < lkl_ops->image_end && end > lkl_ops->image_start)
 		return true;
-	return addr < (unsigned long)_end && end > (unsigned long)_text;
+	return lkl_overlaps(addr, end, _stext, _einittext) ||
+	       lkl_overlaps(addr, end, __start_rodata, __end_rodata) ||
+	       lkl_overlaps(addr, end, _sdata, _edata) ||
+	       lkl_overlaps(addr, end, __bss_start, __bss_stop);
 }
 
 /**

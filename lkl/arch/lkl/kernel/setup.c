@@ -76,12 +76,19 @@ static void __ref lkl_boot_thread(void *arg)
 int __ref lkl_start_kernel(const struct lkl_host_ops *ops, const char *cmdline)
 {
 	struct lkl_sem *init_sem;
+	size_t i;
 	int ret;
 
 	if (lkl_ops)
 		return -EBUSY;
 	lkl_ops = ops;
-	strscpy(boot_command_line, cmdline, COMMAND_LINE_SIZE);
+	/*
+	 * Not strscpy(): no kernel code that a sanitizer may instrument runs
+	 * on this thread, which is no task's.
+	 */
+	for (i = 0; i + 1 < COMMAND_LINE_SIZE && cmdline[i]; i++)
+		boot_command_line[i] = cmdline[i];
+	boot_command_line[i] = '\0';
 
 	init_sem = lkl_ops->sem_alloc(0);
 	if (!init_sem)
@@ -142,6 +149,15 @@ long lkl_sys_halt(void)
 	long ret;
 
 	ret = lkl_host_call(lkl_power_off_task, 0, NULL, NULL);
+	/*
+	 * The kernel may have powered itself off (a torture test's end): the
+	 * halt is then done or being done; wait for it to finish.
+	 */
+	if (ret == -ESHUTDOWN && !READ_ONCE(lkl_panicked)) {
+		while (!READ_ONCE(lkl_halted))
+			lkl_ops->thread_yield();
+		ret = 0;
+	}
 	if (ret < 0)
 		return ret;
 	if (!READ_ONCE(lkl_halted))

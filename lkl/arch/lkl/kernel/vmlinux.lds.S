@@ -8,6 +8,9 @@
  * __bss_start to __bss_stop ...) lies within one output section here: text,
  * read-only data, data (with the init data and the per-CPU data) and bss.
  * Init code and data are never freed: they belong to the host's image.
+ *
+ * The sections get increasing addresses here, so that the offsets that
+ * kallsyms records from _text never put a data symbol among the code.
  */
 #include <asm/vmlinux.lds.h>
 #include <asm/thread_info.h>
@@ -20,7 +23,7 @@ jiffies = jiffies_64;
 
 SECTIONS
 {
-	.text : {
+	.text 0 : {
 		_text = .;
 		_stext = .;
 		text = .;
@@ -37,7 +40,7 @@ SECTIONS
 		_einittext = .;
 	}
 
-	.rodata : ALIGN(PAGE_SIZE) {
+	.rodata ALIGN(ADDR(.text) + SIZEOF(.text), PAGE_SIZE) : ALIGN(PAGE_SIZE) {
 		__start_rodata = .;
 		*(.rodata) *(.rodata.*) *(.data.rel.ro*)
 		SCHED_DATA
@@ -55,11 +58,11 @@ SECTIONS
 		__end_rodata = .;
 	}
 
-	.notes : {
+	.notes ADDR(.rodata) + SIZEOF(.rodata) : {
 		BOUNDED_SECTION_BY(.note.*, _notes)
 	}
 
-	.data : ALIGN(PAGE_SIZE) {
+	.data ALIGN(ADDR(.notes) + SIZEOF(.notes), PAGE_SIZE) : ALIGN(PAGE_SIZE) {
 		_sdata = .;
 		INIT_TASK_DATA(THREAD_SIZE)
 		NOSAVE_DATA
@@ -89,7 +92,7 @@ SECTIONS
 		_edata = .;
 	}
 
-	.bss : ALIGN(PAGE_SIZE) {
+	.bss ALIGN(ADDR(.data) + SIZEOF(.data), PAGE_SIZE) : ALIGN(PAGE_SIZE) {
 		__bss_start = .;
 		*(.bss..page_aligned)
 		*(.dynbss)

@@ -4,7 +4,6 @@
 
 #ifndef __ASSEMBLY__
 #include <linux/types.h>
-#include <asm/host.h>
 #include <asm/ptrace.h>
 
 struct lkl_sem;

@@ -67,6 +67,9 @@ struct lkl_timer;
  * @backtrace: write the calling host thread's call stack into @buf, one
  *	frame a line, NUL-terminated within @len bytes; returns the length
  *	written (0 if the host cannot tell)
+ * @stack_walk: fill @pcs with up to @max return addresses of the calling
+ *	thread's frames, innermost first, starting with the caller's own
+ *	frame; returns how many
  */
 struct lkl_host_ops {
 	void *ctx;
@@ -117,6 +120,7 @@ struct lkl_host_ops {
 			      unsigned int desired);
 
 	unsigned long (*backtrace)(void *ctx, char *buf, unsigned long len);
+	unsigned long (*stack_walk)(unsigned long *pcs, unsigned long max);
 };
 
 /**

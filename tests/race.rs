@@ -1,0 +1,74 @@
+//! The race kernel (`LKL_KERNEL=race cargo test`): KCSAN watches every
+//! access, and a data race in a system call fails the test that caused
+//! it, naming both racing accesses with their source lines.
+//!
+//! These tests exist only in the race kernel's build: the other kernels
+//! have no KCSAN to test.
+#![cfg(lkl_kernel = "race")]
+
+mod common;
+
+use common::{boot, finish};
+use lkl_harness::stress::{self, Loudness};
+use lkl_harness::{seeded, BootOptions, Error, Kernel, StressOptions};
+
+fn stress_options() -> StressOptions {
+    StressOptions {
+        threads: 4,
+        calls: 1_000,
+        loud: Loudness::Every(4),
+        name: None,
+    }
+}
+
+#[test]
+fn kcsan_is_on_and_passed_its_selftest() {
+    let kernel = boot();
+    let log = kernel.dmesg();
+    assert!(log.contains("kcsan: enabled early"), "{log}");
+    assert!(log.contains("kcsan: selftest: 3/3 tests passed"), "{log}");
+    finish(kernel);
+}
+
+#[test]
+fn the_unmodified_hello_passes_a_stress_run_under_kcsan() {
+    let kernel = boot();
+    let summary = stress::run(&kernel, &stress_options(), &|_| {});
+    summary
+        .verify()
+        .unwrap_or_else(|e| panic!("{e}\n{summary}"));
+    finish(kernel);
+}
+
+#[test]
+fn kcsan_reports_the_shared_buffer_race_naming_both_accesses() {
+    let spec = seeded::with_mutant("shared-buffer-race");
+    let kernel = Kernel::boot_seeded(&spec, BootOptions::default())
+        .unwrap_or_else(|e| panic!("the racy kernel did not boot: {e}"));
+    let summary = stress::run(&kernel, &stress_options(), &|_| {});
+    let err = kernel.check_log().expect_err("KCSAN reports the race");
+    let Error::Splat { lines, reports, .. } = &err else {
+        panic!("a KCSAN report is a splat: {err}");
+    };
+    // One line names both accesses, each with its function and line.
+    let summary_line = lines
+        .iter()
+        .find(|l| l.starts_with("BUG: KCSAN: data-race in") && l.contains("racing with"))
+        .unwrap_or_else(|| panic!("a summary names both accesses: {lines:#?}"));
+    let located =
+        regex::Regex::new(r"in [a-z_]+\+0x[0-9a-f]+/0x[0-9a-f]+ \([a-z/_]+\.c:\d+\)").unwrap();
+    assert_eq!(located.find_iter(summary_line).count(), 2, "{summary_line}");
+    // The report in full, whose traces go through the system call.
+    let report = reports
+        .iter()
+        .find(|r| r.contains("BUG: KCSAN: data-race"))
+        .unwrap_or_else(|| panic!("{reports:#?}"));
+    assert!(report.contains("(kernel/hello.c:"), "{report}");
+    assert!(
+        report.contains("read to 0x") && report.contains("write to 0x"),
+        "{report}"
+    );
+    assert!(!summary.splats.is_empty(), "the stress verdict has it too");
+    assert!(summary.verify().is_err());
+    kernel.halt().expect("halt");
+}
