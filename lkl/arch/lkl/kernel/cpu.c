@@ -71,10 +71,11 @@ static void __noreturn lkl_wait_release(void);
  */
 static int lkl_cpu_alloc(struct lkl_cpu *c)
 {
-	c->sem = lkl_ops->sem_alloc(0);
+	c->takers.sem = lkl_ops->sem_alloc(0);
+	c->enterers.sem = lkl_ops->sem_alloc(0);
 	c->idle_sem = lkl_ops->sem_alloc(0);
 	c->irq_flags = ARCH_IRQ_DISABLED;
-	if (!c->sem || !c->idle_sem)
+	if (!c->takers.sem || !c->enterers.sem || !c->idle_sem)
 		return -ENOMEM;
 	return 0;
 }
@@ -108,8 +109,10 @@ void lkl_cpus_cleanup(void)
 			lkl_ops->timer_free(c->kick);
 		if (c->idle_sem)
 			lkl_ops->sem_free(c->idle_sem);
-		if (c->sem)
-			lkl_ops->sem_free(c->sem);
+		if (c->enterers.sem)
+			lkl_ops->sem_free(c->enterers.sem);
+		if (c->takers.sem)
+			lkl_ops->sem_free(c->takers.sem);
 		memset(c, 0, sizeof(*c));
 	}
 	lkl_ops->sem_free(lkl_stopped_sem);
@@ -156,20 +159,36 @@ bool lkl_cpu_try_take(struct lkl_cpu *c)
 /**
  * lkl_cpu_wait() - sleep until a CPU may have changed hands
  * @c: the CPU
+ * @w: @c's takers or enterers, whichever the caller is
  * @done: whether the wait is over; checked after registering as a sleeper
  * @arg: its argument
  *
- * Woken when @c is released, when its current task changes (see
- * lkl_cpu_switched()), or when the kernel halts.  Only a hint: callers
- * look again.
+ * Woken when @c is released, when its current task changes (enterers
+ * only, see lkl_cpu_switched()), or when the kernel halts.  Only a hint:
+ * callers look again.
  */
-void lkl_cpu_wait(struct lkl_cpu *c,
+void lkl_cpu_wait(struct lkl_cpu *c, struct lkl_cpu_waiters *w,
 		  bool (*done)(struct lkl_cpu *c, void *arg), void *arg)
 {
-	__atomic_add_fetch(&c->sleepers, 1, __ATOMIC_SEQ_CST);
+	__atomic_add_fetch(&w->sleepers, 1, __ATOMIC_SEQ_CST);
 	if (!done(c, arg) && !lkl_shutting_down())
-		lkl_ops->sem_down(c->sem);
-	__atomic_sub_fetch(&c->sleepers, 1, __ATOMIC_SEQ_CST);
+		lkl_ops->sem_down(w->sem);
+	__atomic_sub_fetch(&w->sleepers, 1, __ATOMIC_SEQ_CST);
+}
+
+/*
+ * Wakes one of @w's sleepers, or all of them.  A sleeper that is woken
+ * twice, or that did not go to sleep, leaves a token behind: a later
+ * sleeper wakes up early and looks again.
+ */
+static void lkl_cpu_wake(struct lkl_cpu_waiters *w, bool all)
+{
+	unsigned int n = __atomic_load_n(&w->sleepers, __ATOMIC_SEQ_CST);
+
+	if (!all && n)
+		n = 1;
+	while (n--)
+		lkl_ops->sem_up(w->sem);
 }
 
 static bool lkl_cpu_is_free(struct lkl_cpu *c, void *unused)
@@ -199,16 +218,9 @@ int lkl_cpu_take(struct lkl_cpu *c, bool may_fail)
 			continue;
 		}
 		spins = 0;
-		lkl_cpu_wait(c, lkl_cpu_is_free, NULL);
+		lkl_cpu_wait(c, &c->takers, lkl_cpu_is_free, NULL);
 	}
 	return 0;
-}
-
-/* Wakes one thread waiting for @c to change hands. */
-static void lkl_cpu_wake_sleeper(struct lkl_cpu *c)
-{
-	if (__atomic_load_n(&c->sleepers, __ATOMIC_SEQ_CST))
-		lkl_ops->sem_up(c->sem);
 }
 
 /**
@@ -220,7 +232,8 @@ static void lkl_cpu_wake_sleeper(struct lkl_cpu *c)
 void lkl_cpu_release(struct lkl_cpu *c)
 {
 	__atomic_store_n(&c->owner, 0, __ATOMIC_SEQ_CST);
-	lkl_cpu_wake_sleeper(c);
+	lkl_cpu_wake(&c->takers, false);
+	lkl_cpu_wake(&c->enterers, true);
 	if (lkl_irqs_pending(c))
 		lkl_cpu_kick(c);
 }
@@ -230,11 +243,12 @@ void lkl_cpu_release(struct lkl_cpu *c)
  * @c: the CPU, held by the caller
  *
  * A thread may be waiting for its own task to leave @c before it wakes it
- * elsewhere (lkl_task_enter()).
+ * elsewhere (lkl_task_enter()).  Every such thread is woken: only the
+ * previous task's has reason to go on, and the others look again.
  */
 void lkl_cpu_switched(struct lkl_cpu *c)
 {
-	lkl_cpu_wake_sleeper(c);
+	lkl_cpu_wake(&c->enterers, true);
 }
 
 /**
@@ -354,7 +368,7 @@ static void lkl_cpu_kick_fn(void *arg)
  */
 int lkl_cpu_start(struct lkl_cpu *c, struct task_struct *idle)
 {
-	if (!c->sem && lkl_cpu_alloc(c))
+	if (!c->takers.sem && lkl_cpu_alloc(c))
 		return -ENOMEM;
 	c->kick = lkl_ops->timer_alloc(lkl_cpu_kick_fn, c);
 	if (!c->kick)
@@ -452,16 +466,12 @@ bool lkl_shutting_down(void)
  */
 void lkl_shutdown(void)
 {
-	unsigned int cpu, i;
+	unsigned int cpu;
 
 	__atomic_store_n(&lkl_halting, 1, __ATOMIC_SEQ_CST);
 	for (cpu = 0; cpu < nr_cpu_ids; cpu++) {
-		struct lkl_cpu *c = &lkl_cpus[cpu];
-		unsigned int n = __atomic_load_n(&c->sleepers,
-						 __ATOMIC_SEQ_CST);
-
-		for (i = 0; i < n; i++)
-			lkl_ops->sem_up(c->sem);
+		lkl_cpu_wake(&lkl_cpus[cpu].takers, true);
+		lkl_cpu_wake(&lkl_cpus[cpu].enterers, true);
 	}
 }
 
@@ -499,13 +509,11 @@ static void __noreturn lkl_wait_release(void)
 void __noreturn lkl_cpu_stopped(void)
 {
 	struct lkl_cpu *c = lkl_this_cpu();
-	unsigned int i, n;
 
 	WRITE_ONCE(c->stopped, true);
 	set_cpu_online(smp_processor_id(), false);
-	n = __atomic_load_n(&c->sleepers, __ATOMIC_SEQ_CST);
-	for (i = 0; i < n; i++)
-		lkl_ops->sem_up(c->sem);
+	lkl_cpu_wake(&c->takers, true);
+	lkl_cpu_wake(&c->enterers, true);
 	lkl_wait_release();
 }
 

@@ -87,19 +87,21 @@ static void __noreturn lkl_longjmp(void **jb)
 }
 
 /*
- * @next is a host task whose thread runs host code: it returns to user
- * mode at once.  The calling thread, which holds the CPU, finishes the
- * switch as @next would (schedule_tail()), then leaves the CPU as a system
- * call that returns would.
+ * The calling thread, which holds the CPU, finishes a switch to @next, a
+ * host task, as @next would (schedule_tail()): the runqueue is unlocked
+ * and no lock of the switch stays held for @next's thread to release.
+ * With @leave, @next then leaves the CPU as a system call that returns
+ * would: its thread runs host code.
  */
-static void lkl_return_to_user(struct task_struct *prev,
-			       struct task_struct *next)
+static void lkl_finish_switch_for(struct task_struct *prev,
+				  struct task_struct *next, bool leave)
 {
 	struct thread_info *mine = lkl_current_ti;
 
 	lkl_current_ti = task_thread_info(next);
 	schedule_tail(prev);
-	lkl_task_leave();
+	if (leave)
+		lkl_task_leave();
 	lkl_current_ti = mine;
 }
 
@@ -120,30 +122,37 @@ struct task_struct *__switch_to(struct task_struct *prev,
 	struct lkl_sem *prev_sem = pt->sched_sem;
 	void **sched_jb = pt->sched_jb;
 	bool dead = READ_ONCE(prev->__state) == TASK_DEAD;
-	bool handoff;
+	int wait;
 
 	pt->sched_jb = NULL;
 	nt->prev_sched = prev;
 	WRITE_ONCE(c->curr, next);
 	/* @prev's own thread is about to wait for its next turn. */
 	if (!sched_jb && !dead)
-		__atomic_store_n(&pt->waiting, 1, __ATOMIC_SEQ_CST);
+		__atomic_store_n(&pt->waiting, LKL_WAIT_SWITCH,
+				 __ATOMIC_SEQ_CST);
 
 	/*
 	 * The thread of a kernel-created task always waits for its turn; a
 	 * host task's thread may be running host code instead.
 	 */
-	handoff = __atomic_exchange_n(&nt->waiting, 0, __ATOMIC_SEQ_CST) ||
-		  !lkl_is_host_task(next);
-
-	if (handoff) {
+	wait = __atomic_exchange_n(&nt->waiting, LKL_WAIT_NONE,
+				   __ATOMIC_SEQ_CST);
+	if (wait == LKL_WAIT_NONE && lkl_is_host_task(next)) {
+		lkl_cpu_switched(c);
+		lkl_finish_switch_for(prev, next, true);
+	} else {
+		/*
+		 * A thread entering a host task may be running an interrupt
+		 * on another CPU, perhaps spinning on this CPU's runqueue
+		 * lock: it only gets the CPU once the switch is over.
+		 */
+		if (wait == LKL_WAIT_ENTER)
+			lkl_finish_switch_for(prev, next, false);
 		__atomic_store_n(&c->owner, nt->tid, __ATOMIC_SEQ_CST);
 		lkl_cpu_switched(c);
 		/* From here on @next runs on this CPU: touch no kernel state. */
 		lkl_ops->sem_up(nt->sched_sem);
-	} else {
-		lkl_cpu_switched(c);
-		lkl_return_to_user(prev, next);
 	}
 
 	if (sched_jb)
@@ -194,6 +203,9 @@ static bool lkl_task_on_free_cpu(struct lkl_cpu *c, void *task)
  * it, after waking it if it is parked.  A task that is not parked (a new
  * one) is runnable already, and may be switched to any time: the caller
  * must not wait for a CPU then, since that CPU may be the one handed over.
+ * A woken task may be switched to on another CPU while the caller still
+ * runs the interrupt that woke it: the switching thread finishes that
+ * switch (LKL_WAIT_ENTER), and the caller finds it done.
  */
 static int lkl_task_wake_and_wait(struct task_struct *task)
 {
@@ -224,7 +236,6 @@ wait:
 	if (READ_ONCE(task->thread.dead))
 		return -ESHUTDOWN;
 	lkl_current_ti = ti;
-	schedule_tail(task->thread.prev_sched);
 	return 0;
 }
 
@@ -256,7 +267,8 @@ int lkl_task_enter(struct task_struct *task)
 				continue;
 			}
 			/* An interrupt runs as @task there, or deschedules it. */
-			lkl_cpu_wait(c, lkl_task_on_free_cpu, task);
+			lkl_cpu_wait(c, &c->enterers, lkl_task_on_free_cpu,
+				     task);
 			continue;
 		}
 
@@ -264,7 +276,8 @@ int lkl_task_enter(struct task_struct *task)
 		 * Say that this thread waits before looking again: a CPU that
 		 * switches to @task from now on hands itself over.
 		 */
-		__atomic_store_n(&task->thread.waiting, 1, __ATOMIC_SEQ_CST);
+		__atomic_store_n(&task->thread.waiting, LKL_WAIT_ENTER,
+				 __ATOMIC_SEQ_CST);
 		if (READ_ONCE(lkl_cpus[READ_ONCE(ti->cpu)].curr) == task &&
 		    __atomic_exchange_n(&task->thread.waiting, 0,
 					__ATOMIC_SEQ_CST))

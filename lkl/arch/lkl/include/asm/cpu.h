@@ -20,6 +20,16 @@ enum lkl_ipi {
 };
 
 /**
+ * struct lkl_cpu_waiters - host threads waiting for a change on a CPU
+ * @sleepers: how many wait, or are about to
+ * @sem: where they wait
+ */
+struct lkl_cpu_waiters {
+	unsigned int sleepers;
+	struct lkl_sem *sem;
+};
+
+/**
  * struct lkl_cpu - one CPU of the library kernel
  * @owner: the host thread that runs kernel code on this CPU, or 0 while no
  *	thread does (the CPU is free); taken with a compare-and-exchange
@@ -31,8 +41,11 @@ enum lkl_ipi {
  * @entries: system calls entered on this CPU (owner only)
  * @entries_at_tick: @entries at the last timer interrupt
  * @quiet_ticks: timer interrupts since @curr last entered the kernel
- * @sleepers: threads waiting in lkl_cpu_take() for this CPU
- * @sem: where those threads wait
+ * @takers: threads waiting in lkl_cpu_take() for this CPU to be free; one
+ *	is woken when it is released, and takes it or waits again
+ * @enterers: threads waiting in lkl_task_enter() for their task to leave
+ *	this CPU or for the CPU to be free; all are woken by either, since
+ *	each waits for its own task
  * @idle_parked: the idle thread waits on @idle_sem while the CPU is free
  * @idle_sem: where the idle thread waits
  * @kick: a host timer whose thread runs interrupts raised for a free CPU
@@ -52,8 +65,8 @@ struct lkl_cpu {
 	unsigned long entries;
 	unsigned long entries_at_tick;
 	unsigned int quiet_ticks;
-	unsigned int sleepers;
-	struct lkl_sem *sem;
+	struct lkl_cpu_waiters takers;
+	struct lkl_cpu_waiters enterers;
 	int idle_parked;
 	struct lkl_sem *idle_sem;
 	struct lkl_timer *kick;
@@ -97,7 +110,7 @@ void lkl_cpus_cleanup(void);
 struct lkl_cpu *lkl_this_cpu(void);
 bool lkl_cpu_try_take(struct lkl_cpu *c);
 int lkl_cpu_take(struct lkl_cpu *c, bool may_fail);
-void lkl_cpu_wait(struct lkl_cpu *c,
+void lkl_cpu_wait(struct lkl_cpu *c, struct lkl_cpu_waiters *w,
 		  bool (*done)(struct lkl_cpu *c, void *arg), void *arg);
 void lkl_cpu_release(struct lkl_cpu *c);
 void lkl_cpu_switched(struct lkl_cpu *c);
@@ -138,6 +151,7 @@ void lkl_smp_stop_self(void);
 void lkl_smp_join_idle_threads(void);
 
 void lkl_console_init(void);
+void lkl_console_keep_up(void);
 void lkl_mem_init(void);
 void lkl_mem_cleanup(void);
 bool lkl_addr_in_kernel(unsigned long addr, unsigned long size);

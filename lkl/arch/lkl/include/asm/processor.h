@@ -9,13 +9,28 @@
 struct lkl_sem;
 
 /**
+ * enum lkl_wait - how a task's host thread waits for its task to run
+ * @LKL_WAIT_NONE: it does not: it runs host code, or kernel code as the task
+ * @LKL_WAIT_SWITCH: in __switch_to(), from which it finishes the switch
+ *	itself when the task is switched back to
+ * @LKL_WAIT_ENTER: in lkl_task_enter(), on behalf of a host task; it may be
+ *	running an interrupt on another CPU meanwhile, so the thread that
+ *	switches to the task finishes the switch for it
+ */
+enum lkl_wait {
+	LKL_WAIT_NONE,
+	LKL_WAIT_SWITCH,
+	LKL_WAIT_ENTER,
+};
+
+/**
  * struct thread_struct - the host side of a kernel task
  * @regs: an empty register frame, for the generic code that asks for one
  * @sched_sem: the task's host thread waits here while the task is not
  *	running on a CPU
- * @waiting: the task's host thread waits on @sched_sem (set by that thread,
- *	cleared by the one that switches to the task); for a host task whose
- *	thread runs host code it is clear
+ * @waiting: how the task's host thread waits on @sched_sem, an
+ *	&enum lkl_wait (set by that thread, cleared by the one that switches
+ *	to the task); for a host task whose thread runs host code it is clear
  * @tid: the host thread that runs the task
  * @prev_sched: the task that ran before this one, for schedule_tail()
  * @sched_jb: where a host thread that switched away from a task it does
