@@ -6,6 +6,8 @@
  */
 #include <linux/console.h>
 #include <linux/init.h>
+#include <linux/kmsg_dump.h>
+#include <linux/panic.h>
 #include <linux/printk.h>
 #include <asm/cpu.h>
 
@@ -31,6 +33,39 @@ static struct console lkl_console = {
 void __init lkl_console_init(void)
 {
 	register_console(&lkl_console);
+}
+
+/*
+ * How many records the console may be behind before a task leaving a
+ * system call waits for it: a small share of the ring buffer's records.
+ */
+#define LKL_CONSOLE_SLACK	1024
+
+/**
+ * lkl_console_keep_up() - let a task wait for a console that fell behind
+ *
+ * printk() prints from its caller only when the console is free, and
+ * otherwise leaves the record to the task printing.  On one CPU the caller
+ * nearly always is that task.  With several CPUs logging at once, the one
+ * printing falls behind the others, and by a whole ring buffer it loses
+ * records before the host has seen them.  So a task leaving a system call
+ * while the console is more than a few records behind waits until it has
+ * printed all there is, and the host gets every record.
+ */
+void lkl_console_keep_up(void)
+{
+	struct kmsg_dump_iter iter;
+
+	if (num_online_cpus() == 1)
+		return;
+	kmsg_dump_rewind(&iter);
+	if (iter.next_seq - READ_ONCE(lkl_console.seq) <= LKL_CONSOLE_SLACK)
+		return;
+	/* After a panic the console belongs to the panicking CPU. */
+	if (atomic_read(&panic_cpu) != PANIC_CPU_INVALID)
+		return;
+	console_lock();
+	console_unlock();
 }
 
 /* A console that makes no progress for this long is given up on. */

@@ -133,6 +133,7 @@ static long lkl_run_syscall(long nr, long *params, void *unused)
 		fn = (lkl_syscall_fn)sys_call_table[nr];
 		ret = fn(params[0], params[1], params[2], params[3], params[4],
 			 params[5]);
+		lkl_console_keep_up();
 		if (!lkl_exit_to_user(&ret))
 			return ret;
 		if (ret == -ERESTART_RESTARTBLOCK)
