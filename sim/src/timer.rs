@@ -12,13 +12,15 @@
 //!   the earlier arming will not fire;
 //! * once [`Timer::cancel`] returns, no callback from an earlier arming
 //!   starts (one already running is not interrupted);
-//! * once the timer is freed, no callback starts.
+//! * once the timer is freed, no callback runs: freeing waits for one
+//!   that is running on another thread to return.
 //!
-//! The callback may block for a long time (it enters the kernel); arming,
-//! cancelling and freeing meanwhile never wait for it, and an arming made
-//! meanwhile fires after it returns. Freeing never waits for a callback
-//! that is running on another thread (that could deadlock against a kernel
-//! lock the freeing thread holds); freeing from inside the callback is
+//! The callback may block for a long time (it enters the kernel); arming
+//! and cancelling meanwhile never wait for it, and an arming made
+//! meanwhile fires after it returns. Freeing does wait, since the
+//! callback is code of a kernel library that is unloaded after its timers
+//! are freed: the kernel frees its timers only once it has halted, when
+//! no callback can block any more. Freeing from inside the callback is
 //! allowed and does not self-join.
 //!
 //! Why not a channel: every op here may be called from a thread-local
@@ -150,11 +152,12 @@ impl Timer {
 
 impl Drop for Timer {
     fn drop(&mut self) {
-        let firing = self.stop();
+        self.stop();
         let handle = self.handle.lock().take();
         if let Some(handle) = handle {
-            if firing || current_id() == self.thread_id {
-                // The thread exits by itself once the callback returns.
+            if current_id() == self.thread_id {
+                // Freed by its own callback: the thread exits by itself
+                // once the callback returns.
                 drop(handle);
             } else if handle.join().is_err() {
                 write_stderr(b"lkl-sim: timer thread panicked\n");
@@ -399,7 +402,7 @@ mod tests {
     }
 
     #[test]
-    fn long_blocking_callback_does_not_block_control() {
+    fn a_blocking_callback_blocks_neither_arming_nor_cancelling() {
         let (gate_tx, gate_rx) = unbounded::<()>();
         let (fired_tx, fired_rx) = unbounded();
         let t = Timer::new(move || {
@@ -411,16 +414,42 @@ mod tests {
         t.set_oneshot(MS).unwrap();
         fired_rx.recv_timeout(Duration::from_secs(5)).unwrap();
         assert!(t.is_firing());
-        // Control ops return promptly while the callback blocks.
-        let start = Instant::now();
+        // These return while the callback blocks: were they to wait for
+        // it, this thread would never get to release it.
         t.set_oneshot(MS).unwrap();
         t.cancel();
         t.set_oneshot(MS).unwrap();
-        drop(t); // does not wait for the running callback
-        assert!(start.elapsed() < Duration::from_secs(1));
+        assert!(t.is_firing());
         gate_tx.send(()).unwrap();
-        // Freed while the callback ran: the pending arming never fires.
-        assert!(fired_rx.recv_timeout(100 * MS).is_err());
+        drop(t);
+    }
+
+    #[test]
+    fn freeing_waits_for_a_running_callback_and_fires_nothing_after() {
+        let (gate_tx, gate_rx) = unbounded::<()>();
+        let (fired_tx, fired_rx) = unbounded();
+        let returned = Arc::new(AtomicUsize::new(0));
+        let r = returned.clone();
+        let t = Timer::new(move || {
+            fired_tx.send(()).unwrap();
+            let _ = gate_rx.recv();
+            r.fetch_add(1, Ordering::SeqCst);
+        })
+        .unwrap();
+        t.set_oneshot(MS).unwrap();
+        fired_rx.recv_timeout(Duration::from_secs(5)).unwrap();
+        // An arming made while it runs, which the free must cancel.
+        t.set_oneshot(MS).unwrap();
+        std::thread::scope(|s| {
+            let freeing = s.spawn(move || drop(t));
+            gate_tx.send(()).unwrap();
+            freeing.join().unwrap();
+        });
+        // The callback had returned when the free did (the library it
+        // belongs to may be unloaded next) ...
+        assert_eq!(returned.load(Ordering::SeqCst), 1);
+        // ... and the pending arming never fired.
+        assert!(fired_rx.try_recv().is_err());
     }
 
     #[test]

@@ -36,6 +36,8 @@ __thread struct thread_info *lkl_current_ti;
 
 /* Set when pid 1 has "exec'd" /init and the kernel is ready for syscalls. */
 static struct lkl_sem *lkl_init_sem;
+/* The host thread pid 1 started on, which returns once /init is "run". */
+static unsigned long lkl_init_tid;
 
 static bool lkl_is_host_task(struct task_struct *p)
 {
@@ -49,6 +51,7 @@ static int init_thread_struct(struct task_struct *p)
 		return -ENOMEM;
 	p->thread.waiting = 0;
 	p->thread.tid = 0;
+	p->thread.own_thread = false;
 	p->thread.prev_sched = NULL;
 	p->thread.sched_jb = NULL;
 	p->thread.dead = false;
@@ -72,10 +75,25 @@ int lkl_threads_init(struct lkl_sem *init_sem)
  * @tsk: the task being freed
  *
  * Called once nothing can run on @tsk any more: its host thread, if it had
- * one, has left kernel code for good in __switch_to().
+ * one, has left kernel code for good in __switch_to(), or never started
+ * (a fork that failed late).  That thread still runs this library's code
+ * on its way out, and the library may be unloaded once the kernel halts:
+ * wait for it to be gone.  It needs nothing of the kernel to get there.
  */
 void arch_release_task_struct(struct task_struct *tsk)
 {
+	struct thread_struct *t = &tsk->thread;
+
+	/* Not lkl_is_host_task(): thread_info, on the stack, is gone. */
+	if (t->own_thread && t->tid) {
+		/* Never switched to: it waits for its first turn. */
+		if (!t->prev_sched) {
+			WRITE_ONCE(t->dead, true);
+			lkl_ops->sem_up(t->sched_sem);
+		}
+		lkl_ops->thread_join(t->tid);
+		t->tid = 0;
+	}
 	if (tsk->thread.sched_sem)
 		lkl_ops->sem_free(tsk->thread.sched_sem);
 	tsk->thread.sched_sem = NULL;
@@ -333,6 +351,8 @@ void lkl_wake_host_task(void *task)
 static void lkl_init_ready(void)
 {
 	/* pid 1 "returns to user space": it becomes the first host task. */
+	lkl_init_tid = current->thread.tid;
+	current->thread.own_thread = false;
 	set_thread_flag(TIF_HOST_THREAD);
 	lkl_syscalls_init();
 	lkl_ops->sem_up(lkl_init_sem);
@@ -404,6 +424,7 @@ int copy_thread(struct task_struct *p, const struct kernel_clone_args *args)
 		p->thread.sched_sem = NULL;
 		return -ENOMEM;
 	}
+	p->thread.own_thread = true;
 	return 0;
 }
 
@@ -439,6 +460,10 @@ void lkl_threads_stop(void)
 			continue;
 		lkl_ops->thread_join(t->thread.tid);
 		t->thread.tid = 0;
+	}
+	if (lkl_init_tid) {
+		lkl_ops->thread_join(lkl_init_tid);
+		lkl_init_tid = 0;
 	}
 	lkl_smp_join_idle_threads();
 }

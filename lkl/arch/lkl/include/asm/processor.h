@@ -32,6 +32,8 @@ enum lkl_wait {
  *	&enum lkl_wait (set by that thread, cleared by the one that switches
  *	to the task); for a host task whose thread runs host code it is clear
  * @tid: the host thread that runs the task
+ * @own_thread: @tid was created for the task by copy_thread(), and is
+ *	joined when the task is freed
  * @prev_sched: the task that ran before this one, for schedule_tail()
  * @sched_jb: where a host thread that switched away from a task it does
  *	not own (see lkl_deschedule()) resumes, or NULL
@@ -46,6 +48,7 @@ struct thread_struct {
 	struct lkl_sem *sched_sem;
 	int waiting;
 	unsigned long tid;
+	bool own_thread;
 	struct task_struct *prev_sched;
 	void **sched_jb;
 	void **exit_jb;
