@@ -9,7 +9,7 @@ use std::time::{Duration, Instant, SystemTime};
 use anyhow::{bail, Context, Result};
 use clap::Args;
 use lkl_harness::stress::{self, fmt_ns, Loudness};
-use lkl_harness::{sys, Kernel, StressOptions};
+use lkl_harness::{sys, BootOptions, Kernel, StressOptions};
 use serde::Serialize;
 
 use crate::cli::KernelArgs;
@@ -33,6 +33,12 @@ pub struct BenchArgs {
     /// fresh build directory. Takes minutes.
     #[arg(long)]
     build: bool,
+    /// How long to watch an idle kernel's CPU use, in seconds.
+    #[arg(long, default_value_t = 10)]
+    idle_seconds: u64,
+    /// Skip the SMP figures (cpus = 1 beside cpus = 2 and 4).
+    #[arg(long)]
+    no_smp: bool,
 }
 
 /// One measured figure.
@@ -93,6 +99,10 @@ pub fn run(args: &BenchArgs, kernel: &KernelArgs, json: bool) -> Result<()> {
     hello_throughput(args, &linked, &mut report);
     linked.halt()?;
 
+    if !args.no_smp {
+        smp_figures(args, kernel, &mut report)?;
+    }
+
     if args.build {
         build_times(&mut report)?;
     }
@@ -126,6 +136,7 @@ fn fresh_process_boots(args: &BenchArgs, kernel: &KernelArgs, report: &mut Repor
             .arg("__boot-once")
             .args(["--mem", &kernel.mem.to_string()])
             .args(["--cmdline", &kernel.cmdline])
+            .args(["--cpus", &kernel.boot_options().cpus.to_string()])
             .stderr(Stdio::inherit())
             .output()
             .context("running a fresh boot process")?;
@@ -389,6 +400,245 @@ fn hello_throughput(args: &BenchArgs, kernel: &Kernel, report: &mut Report) {
             command,
         );
     }
+}
+
+/// Boots a private kernel with `cpus` CPUs.
+fn boot_cpus(kernel: &KernelArgs, cpus: u32) -> Result<Kernel> {
+    Ok(Kernel::boot(BootOptions {
+        cpus,
+        ..kernel.boot_options()
+    })?)
+}
+
+/// getpid() calls per second from `threads` threads at once, each making
+/// `calls` calls (after a warm-up that gives each its task).
+fn getpid_rate(kernel: &Kernel, threads: usize, calls: u64) -> f64 {
+    let ready = std::sync::Barrier::new(threads + 1);
+    let elapsed = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..threads)
+            .map(|_| {
+                let ready = &ready;
+                s.spawn(move || {
+                    for _ in 0..1000 {
+                        kernel.syscall_raw(sys::__NR_getpid, &[]);
+                    }
+                    ready.wait();
+                    for _ in 0..calls {
+                        std::hint::black_box(kernel.syscall_raw(sys::__NR_getpid, &[]));
+                    }
+                })
+            })
+            .collect();
+        ready.wait();
+        let started = Instant::now();
+        for h in handles {
+            h.join().expect("a getpid thread");
+        }
+        started.elapsed()
+    });
+    (threads as u64 * calls) as f64 / elapsed.as_secs_f64()
+}
+
+/// CPU time (user + system) this process has used, in seconds.
+fn cpu_seconds() -> f64 {
+    // SAFETY: an all-zero rusage is a valid value to be filled in.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: `usage` is writable.
+    unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut usage) };
+    let t = |tv: libc::timeval| tv.tv_sec as f64 + tv.tv_usec as f64 / 1e6;
+    t(usage.ru_utime) + t(usage.ru_stime)
+}
+
+/// The SMP figures, each beside its uniprocessor counterpart, from the
+/// same run.
+fn smp_figures(args: &BenchArgs, kernel: &KernelArgs, report: &mut Report) -> Result<()> {
+    let calls = args.getpid_calls.max(1);
+
+    // One thread's getpid() at 1 and 4 CPUs, alternated to share the noise.
+    let (k1, k4) = (boot_cpus(kernel, 1)?, boot_cpus(kernel, 4)?);
+    let mut rates = [Vec::new(), Vec::new()];
+    for _ in 0..5 {
+        rates[0].push(getpid_rate(&k1, 1, calls / 5));
+        rates[1].push(getpid_rate(&k4, 1, calls / 5));
+    }
+    let ns = |r: &[f64]| 1e9 / quantile(r, 0.5);
+    let (one, four) = (ns(&rates[0]), ns(&rates[1]));
+    let command =
+        format!("{calls} × getpid() on one thread, in 5 alternating rounds, private kernels");
+    report.add(
+        "getpid(), 1 thread, cpus = 1",
+        format!("{one:.0}"),
+        "ns/call",
+        command.clone(),
+    );
+    report.add(
+        "getpid(), 1 thread, cpus = 4",
+        format!("{four:.0}"),
+        "ns/call",
+        command.clone(),
+    );
+    report.add(
+        "getpid(), cpus = 4 / cpus = 1",
+        format!("{:.2}", four / one),
+        "×",
+        command,
+    );
+
+    // Idle kernels: CPU used by this process while they sit there.
+    k1.flush_log()?;
+    let idle = || {
+        let before = cpu_seconds();
+        std::thread::sleep(Duration::from_secs(args.idle_seconds));
+        (cpu_seconds() - before) / args.idle_seconds as f64 * 100.0
+    };
+    drop(k1.halt());
+    let idle4 = idle();
+    k4.halt()?;
+    let k1 = boot_cpus(kernel, 1)?;
+    let idle1 = idle();
+    k1.halt()?;
+    let command = format!(
+        "getrusage(RUSAGE_SELF) over {} s of sleep with one booted, idle kernel",
+        args.idle_seconds
+    );
+    report.add(
+        "idle kernel, cpus = 1: CPU used",
+        format!("{idle1:.2}"),
+        "% core",
+        command.clone(),
+    );
+    report.add(
+        "idle kernel, cpus = 4: CPU used",
+        format!("{idle4:.2}"),
+        "% core",
+        command,
+    );
+
+    // getpid() throughput from 1 and 2 threads at 2 CPUs.
+    let k2 = boot_cpus(kernel, 2)?;
+    let mut rates = [Vec::new(), Vec::new()];
+    for _ in 0..5 {
+        rates[0].push(getpid_rate(&k2, 1, calls / 5));
+        rates[1].push(getpid_rate(&k2, 2, calls / 10));
+    }
+    let (t1, t2) = (quantile(&rates[0], 0.5), quantile(&rates[1], 0.5));
+    let command = format!("{calls} getpid() calls per round, 5 alternating rounds, cpus = 2");
+    report.add(
+        "getpid() throughput, 1 thread, cpus = 2",
+        format!("{t1:.0}"),
+        "calls/s",
+        command.clone(),
+    );
+    report.add(
+        "getpid() throughput, 2 threads, cpus = 2",
+        format!("{t2:.0}"),
+        "calls/s",
+        command.clone(),
+    );
+    report.add(
+        "getpid() throughput, 2 threads / 1 thread",
+        format!("{:.2}", t2 / t1),
+        "×",
+        command,
+    );
+
+    // hello() from 64 threads at 1 and 2 CPUs.
+    let k1 = boot_cpus(kernel, 1)?;
+    for (cpus, k) in [(1, &k1), (2, &k2)] {
+        let options = StressOptions {
+            threads: 64,
+            calls: (args.hello_calls / 64).max(1),
+            ..StressOptions::default()
+        };
+        let summary = stress::run(k, &options, &|_| {});
+        k.take_log();
+        let command = format!(
+            "stress::run, 64 threads × {} calls, every 4th loud",
+            options.calls
+        );
+        report.add(
+            format!("hello() throughput, 64 threads, cpus = {cpus}"),
+            format!("{:.0}", summary.calls_per_sec),
+            "calls/s",
+            command.clone(),
+        );
+        report.add(
+            format!("log lines lost, 64 threads, cpus = {cpus}"),
+            format!(
+                "{} of {}",
+                summary.counts.lines_lost, summary.counts.expected_lines
+            ),
+            "lines",
+            command,
+        );
+    }
+    k1.halt()?;
+    k2.halt()?;
+
+    // Boot to the first system call, private kernels, 1 and 4 CPUs.
+    let mut boots = [Vec::new(), Vec::new()];
+    for _ in 0..args.boots {
+        for (i, cpus) in [1, 4].into_iter().enumerate() {
+            let started = Instant::now();
+            let k = boot_cpus(kernel, cpus)?;
+            k.syscall(sys::__NR_getpid, &[])?;
+            boots[i].push(started.elapsed().as_nanos() as f64);
+            k.halt()?;
+        }
+    }
+    let command = format!(
+        "{} × Kernel::boot() to getpid() returning, alternating",
+        args.boots
+    );
+    let (b1, b4) = (quantile(&boots[0], 0.5), quantile(&boots[1], 0.5));
+    report.add(
+        "boot to first syscall, cpus = 1, median",
+        ms(b1),
+        "ms",
+        command.clone(),
+    );
+    report.add(
+        "boot to first syscall, cpus = 4, median",
+        ms(b4),
+        "ms",
+        command.clone(),
+    );
+    report.add(
+        "boot, cpus = 4 / cpus = 1",
+        format!("{:.2}", b4 / b1),
+        "×",
+        command,
+    );
+
+    // How long the default stress takes to see the seeded shared-buffer
+    // race: runs of 8 threads × 1,000 calls until one fails.
+    let racy = Kernel::boot_seeded(
+        &lkl_harness::seeded::with_mutant("shared-buffer-race"),
+        kernel.boot_options(),
+    )?;
+    let options = StressOptions {
+        threads: 8,
+        calls: 1_000,
+        ..StressOptions::default()
+    };
+    let started = Instant::now();
+    let mut found = None;
+    for _ in 0..100 {
+        let summary = stress::run(&racy, &options, &|_| {});
+        racy.take_log();
+        if summary.verify().is_err() {
+            found = Some(started.elapsed());
+            break;
+        }
+    }
+    racy.halt()?;
+    report.add(
+        format!("seeded shared-buffer race found, cpus = {}", kernel.boot_options().cpus),
+        found.map_or("not found".into(), |d| format!("{:.3}", d.as_secs_f64())),
+        "s",
+        "stress::run 8 threads × 1,000 calls, repeated until the verdict fails, lkl/mutants/shared-buffer-race.patch".into(),
+    );
+    Ok(())
 }
 
 /// The kernel work tree and the config fragment `build.rs` uses.

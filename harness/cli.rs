@@ -39,6 +39,8 @@ Examples:
   cargo run --release -- --name world --loud --calls 3 --threads 1 --log
                                                       three loud greetings, whole log
   cargo run --release -- --json | jq .summary.counts.lines_lost
+  LKL_KERNEL=race cargo run --release -- --threads 4 --calls 1000 --rounds 20
+                                                      stress under KCSAN until a run fails
   cargo run --release -- boot --cmdline lkl_test_warn=1
                                                       the boot log, with a WARNING
   cargo run --release -- bench                        the figures of README.md
@@ -77,7 +79,7 @@ impl KernelArgs {
     pub fn boot_options(&self) -> BootOptions {
         BootOptions {
             mem_mib: self.mem,
-            cpus: self.cpus.unwrap_or(lkl_harness::kernel::DEFAULT_CPUS),
+            cpus: self.cpus.unwrap_or_else(lkl_harness::kernel::default_cpus),
             cmdline: self.cmdline.clone(),
             ..BootOptions::default()
         }
@@ -105,6 +107,12 @@ struct StressArgs {
     /// Make every N-th call of each thread loud; 0 for none.
     #[arg(long, value_name = "N", default_value_t = 4)]
     loud_every: u32,
+    /// Repeat the run up to N times, stopping at the first that fails: a
+    /// race shows only when the CPUs interleave just so, and KCSAN (the
+    /// race kernel) watches one access in thousands. The log is dropped
+    /// between passing runs.
+    #[arg(long, value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
+    rounds: u32,
     /// Print the whole kernel log (like dmesg) instead of its last lines.
     #[arg(long, global = true)]
     log: bool,
@@ -205,7 +213,7 @@ fn stress_main(cli: &Cli) -> Result<()> {
     }
     let kernel = boot_linked(&cli.kernel)?;
 
-    let bar = ProgressBar::new(options.total_calls());
+    let bar = ProgressBar::new(options.total_calls() * u64::from(args.rounds));
     bar.set_style(
         ProgressStyle::with_template(
             "{spinner} {elapsed_precise} [{bar:40}] {human_pos}/{human_len} calls, {per_sec}, eta {eta}",
@@ -213,8 +221,9 @@ fn stress_main(cli: &Cli) -> Result<()> {
         .expect("a valid progress template")
         .progress_chars("=> "),
     );
-    let summary = stress::run(&kernel, &options, &|n| bar.inc(n));
+    let repeated = stress::repeat(&kernel, &options, args.rounds, &|n| bar.inc(n));
     bar.finish_and_clear();
+    let summary = repeated.last;
 
     let splats = kernel.check_log().err();
     let records = kernel.log();
@@ -224,6 +233,9 @@ fn stress_main(cli: &Cli) -> Result<()> {
     if args.json {
         #[derive(Serialize)]
         struct Report<'a> {
+            /// Runs made (the last one is summarised), out of --rounds.
+            rounds: u32,
+            max_rounds: u32,
             summary: &'a stress::Summary,
             /// Problems found by the check; empty when it passed.
             problems: Vec<String>,
@@ -238,6 +250,8 @@ fn stress_main(cli: &Cli) -> Result<()> {
             &records[records.len().saturating_sub(TAIL_LINES)..]
         };
         let report = Report {
+            rounds: repeated.rounds,
+            max_rounds: repeated.max_rounds,
             summary: &summary,
             problems: verdict
                 .as_ref()
@@ -253,6 +267,19 @@ fn stress_main(cli: &Cli) -> Result<()> {
         serde_json::to_writer_pretty(&mut out, &report)?;
         writeln!(out)?;
     } else {
+        if repeated.max_rounds > 1 {
+            let outcome = if verdict.is_ok() { "passed" } else { "failed" };
+            let earlier = if repeated.rounds > 1 {
+                ", the runs before it passed"
+            } else {
+                ""
+            };
+            writeln!(
+                out,
+                "Run {} of up to {} {outcome}{earlier}. Its summary:",
+                repeated.rounds, repeated.max_rounds
+            )?;
+        }
         writeln!(out, "{}", summary.table())?;
         if args.log {
             writeln!(out, "Kernel log:\n{}", kernel.dmesg())?;

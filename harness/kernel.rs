@@ -18,6 +18,8 @@ pub struct BootOptions {
     pub mem_mib: u32,
     /// CPUs (`nr_cpus=`), from 1 to [`MAX_CPUS`]: up to this many host
     /// threads run kernel code at the same moment. 1 is a uniprocessor.
+    /// The default is [`DEFAULT_CPUS`], or `LKL_CPUS` from the
+    /// environment (`LKL_CPUS=1 cargo test` runs the suite uniprocessor).
     pub cpus: u32,
     /// Extra kernel command line, appended after `mem=` and `nr_cpus=`.
     pub cmdline: String,
@@ -48,11 +50,21 @@ pub const MIN_MEM_MIB: u32 = 8;
 /// real host memory, written at boot.
 pub const MAX_MEM_MIB: u32 = 16 * 1024;
 
+/// The CPUs a kernel boots with when the options do not say: `LKL_CPUS`,
+/// or [`DEFAULT_CPUS`]. A value that is not a number is 0, which boot
+/// refuses naming `LKL_CPUS`.
+pub fn default_cpus() -> u32 {
+    match std::env::var("LKL_CPUS") {
+        Ok(text) => text.trim().parse().unwrap_or(0),
+        Err(_) => DEFAULT_CPUS,
+    }
+}
+
 impl Default for BootOptions {
     fn default() -> Self {
         BootOptions {
             mem_mib: 64,
-            cpus: DEFAULT_CPUS,
+            cpus: default_cpus(),
             cmdline: String::new(),
             boot_timeout: Duration::from_secs(20),
             echo: std::env::var_os("LKL_ECHO").is_some_and(|v| v == "1"),
@@ -98,7 +110,13 @@ impl BootOptions {
                 "cpus",
                 self.cpus.to_string(),
                 format!("1 to {MAX_CPUS} (CONFIG_NR_CPUS)"),
-                format!("use 1 for a uniprocessor, {DEFAULT_CPUS} (the default) or more for SMP"),
+                format!(
+                    "use 1 for a uniprocessor, {DEFAULT_CPUS} (the default) or more for SMP{}",
+                    match std::env::var("LKL_CPUS") {
+                        Ok(v) => format!("; the default comes from LKL_CPUS={v:?} here"),
+                        Err(_) => String::new(),
+                    }
+                ),
             );
         }
         if self.cmdline.contains('\0') {

@@ -31,7 +31,7 @@ use serde::Serialize;
 
 use crate::hello::{HelloArgs, HELLO_FLAG_LOUD};
 use crate::kernel::Kernel;
-use crate::log::Caller;
+use crate::log::{Caller, Origin, Record};
 
 /// The longest name `hello` prints, in bytes: its buffer is
 /// `HELLO_NAME_MAX` (64, kernel-internal, not in the UAPI) including the
@@ -137,6 +137,10 @@ pub struct Summary {
     pub lost_samples: Vec<String>,
     /// Kernel bug reports the run caused, as `dmesg` prints them.
     pub splats: Vec<String>,
+    /// Records the kernel logged during the run but overwrote in its ring
+    /// buffer before the console printed them: gaps in the sequence
+    /// numbers of the records captured.
+    pub records_overwritten: u64,
     /// Wall time from the moment all threads were ready to the last
     /// call's return (in JSON: seconds, as `elapsed_s`).
     #[serde(rename = "elapsed_s", serialize_with = "as_secs")]
@@ -187,6 +191,14 @@ impl Summary {
             problems.push(format!(
                 "{} of {} expected line(s) lost, e.g. {:?}",
                 self.counts.lines_lost, self.counts.expected_lines, self.lost_samples
+            ));
+        }
+        if self.records_overwritten > 0 {
+            problems.push(format!(
+                "the kernel overwrote {} record(s) in its ring buffer before the console \
+                 printed them (a console that falls behind: see lkl_console_keep_up() in \
+                 lkl/arch/lkl/kernel/console.c)",
+                self.records_overwritten
             ));
         }
         if self.counts.lines_duplicated > 0 {
@@ -366,6 +378,8 @@ struct Worker {
     tid: u32,
     failures: Vec<(usize, String)>,
     latency: Histogram,
+    /// When its first call started and its last one returned.
+    span: (Instant, Instant),
 }
 
 /// Runs `threads` host threads at once, each making `calls` calls of
@@ -408,7 +422,7 @@ where
     // this position.
     kernel.flush_log().expect("the kernel console stalled");
     let log_start = kernel.host().console().len();
-    let ready = Barrier::new(threads + 1);
+    let ready = Barrier::new(threads);
     let (workers, elapsed) = std::thread::scope(|scope| {
         let handles: Vec<_> = (0..threads)
             .map(|thread| {
@@ -416,13 +430,19 @@ where
                 scope.spawn(move || worker(kernel, thread, calls, ready, progress, call))
             })
             .collect();
-        ready.wait();
-        let started = Instant::now();
         let workers: Vec<Worker> = handles
             .into_iter()
             .map(|h| h.join().expect("a stress worker panicked"))
             .collect();
-        (workers, started.elapsed())
+        // From the first call's start to the last one's return: the
+        // threads' own clocks, not this one's, which may well start late.
+        let first = workers.iter().map(|w| w.span.0).min();
+        let last = workers.iter().map(|w| w.span.1).max();
+        let elapsed = match (first, last) {
+            (Some(first), Some(last)) => last.duration_since(first),
+            _ => Duration::ZERO,
+        };
+        (workers, elapsed)
     });
     kernel.flush_log().expect("the kernel console stalled");
     let records = kernel.log();
@@ -478,6 +498,7 @@ where
     let mut failures = Vec::new();
     let mut unreported = 0;
     ready.wait();
+    let first = Instant::now();
     for index in 0..calls {
         let started = Instant::now();
         let result = call(Call { thread, index }, kernel);
@@ -496,6 +517,7 @@ where
         tid,
         failures,
         latency,
+        span: (first, Instant::now()),
     }
 }
 
@@ -533,6 +555,54 @@ pub fn run(kernel: &Kernel, options: &StressOptions, progress: &(dyn Fn(u64) + S
         },
     );
     tally(kernel, options, calls)
+}
+
+/// What [`repeat`] did: how many runs, and the last of them.
+#[derive(Clone, Debug, Serialize)]
+pub struct Repeated {
+    /// Runs made: up to the first that failed, or all that were asked.
+    pub rounds: u32,
+    /// Runs asked for.
+    pub max_rounds: u32,
+    /// The last run: the failing one, if one failed.
+    pub last: Summary,
+}
+
+impl Repeated {
+    /// `Ok` if every run passed; otherwise the failing run's problems.
+    pub fn verify(&self) -> Result<(), StressError> {
+        self.last.verify()
+    }
+}
+
+/// Runs the stress up to `max_rounds` times (at least once), stopping at
+/// the first run whose verdict ([`Summary::verify`]) fails.
+///
+/// A race shows only when the CPUs interleave just so, and KCSAN sets a
+/// watchpoint on one access in thousands: a race that one run misses,
+/// more runs find. The log is taken between passing runs, so a long
+/// repeat keeps memory flat; the failing run's records, and its reports,
+/// stay in the log for [`Kernel::check_log`].
+pub fn repeat(
+    kernel: &Kernel,
+    options: &StressOptions,
+    max_rounds: u32,
+    progress: &(dyn Fn(u64) + Sync),
+) -> Repeated {
+    let max_rounds = max_rounds.max(1);
+    let mut rounds = 0;
+    loop {
+        rounds += 1;
+        let last = run(kernel, options, progress);
+        if rounds == max_rounds || last.verify().is_err() {
+            return Repeated {
+                rounds,
+                max_rounds,
+                last,
+            };
+        }
+        kernel.take_log();
+    }
 }
 
 /// One expected log text: how often, and from which thread.
@@ -586,7 +656,9 @@ fn tally(kernel: &Kernel, options: &StressOptions, calls: Calls) -> Summary {
     let mut wrong_caller = 0;
     let mut unexpected_samples = Vec::new();
     let records = kernel.log();
-    for record in records.get(calls.log_start..).unwrap_or_default() {
+    let run = records.get(calls.log_start..).unwrap_or_default();
+    let records_overwritten = seq_gaps(run);
+    for record in run {
         lines_captured += 1;
         match expected.get_mut(&record.text) {
             Some(e) => {
@@ -637,11 +709,28 @@ fn tally(kernel: &Kernel, options: &StressOptions, calls: Calls) -> Summary {
         unexpected_samples,
         lost_samples,
         splats: calls.splats.clone(),
+        records_overwritten,
         elapsed: calls.elapsed,
         calls_per_sec: calls.calls_per_sec,
         latency_p50_ns: calls.latency_p50_ns,
         latency_p99_ns: calls.latency_p99_ns,
     }
+}
+
+/// How many sequence numbers are missing between consecutive kernel
+/// records: what the ring buffer overwrote before the console printed it.
+fn seq_gaps(records: &[Record]) -> u64 {
+    let mut kmsg = records.iter().filter(|r| r.origin == Origin::Kmsg);
+    let Some(first) = kmsg.next() else {
+        return 0;
+    };
+    let mut gaps = 0;
+    let mut next = first.seq + 1;
+    for r in kmsg {
+        gaps += r.seq.saturating_sub(next);
+        next = next.max(r.seq + 1);
+    }
+    gaps
 }
 
 /// Sub-buckets per power of two: latencies are kept to within 1/32
@@ -729,6 +818,24 @@ impl Histogram {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn kmsg(seq: u64) -> Record {
+        Record {
+            seq,
+            ..Record::default()
+        }
+    }
+
+    #[test]
+    fn seq_gaps_counts_the_records_missing_between_kernel_records() {
+        let raw = Record {
+            origin: Origin::Raw,
+            ..Record::default()
+        };
+        assert_eq!(seq_gaps(&[]), 0);
+        assert_eq!(seq_gaps(&[kmsg(7), raw.clone(), kmsg(8), kmsg(9)]), 0);
+        assert_eq!(seq_gaps(&[kmsg(7), kmsg(10), raw, kmsg(11), kmsg(20)]), 10);
+    }
 
     #[test]
     fn histogram_buckets_round_trip_within_three_percent() {

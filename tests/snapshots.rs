@@ -11,10 +11,10 @@ mod common;
 
 use std::fmt::Write as _;
 
-use common::{boot, finish};
+use common::{boot, boot_with, finish};
 use lkl_harness::hello::{HelloArgs, HELLO_ARGS_SIZE_VER0, HELLO_FLAG_LOUD};
 use lkl_harness::stress::{self, Loudness};
-use lkl_harness::{log, Errno, Kernel, StressOptions};
+use lkl_harness::{log, BootOptions, Errno, Kernel, StressOptions};
 
 /// Runs `f` with insta writing to `snapshots/` at the top of the repo,
 /// file names without the test crate's prefix.
@@ -26,10 +26,15 @@ fn in_snapshot_dir(f: impl FnOnce()) {
 }
 
 /// The boot log differs between the kernels (the debug one introduces
-/// lockdep): one snapshot each, `boot_log` and `boot_log@debug`.
+/// lockdep): one snapshot each, `boot_log` and `boot_log@debug`. It is
+/// the log of the default CPU count whatever `LKL_CPUS` says, since the
+/// CPUs show in it.
 #[test]
 fn boot_log() {
-    let kernel = boot();
+    let kernel = boot_with(BootOptions {
+        cpus: lkl_harness::kernel::DEFAULT_CPUS,
+        ..BootOptions::default()
+    });
     let text = log::snapshot(&kernel.log());
     in_snapshot_dir(|| {
         let mut settings = insta::Settings::clone_current();

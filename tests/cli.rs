@@ -1,0 +1,82 @@
+//! The command line, run as a user runs it: the `lkl-harness` binary,
+//! with the kernel linked into it.
+
+use std::process::{Command, Output};
+
+fn lkl_harness(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_lkl-harness"))
+        .args(args)
+        .env_remove("LKL_CPUS")
+        .output()
+        .expect("the lkl-harness binary runs")
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+#[test]
+fn a_small_stress_run_passes_and_says_so() {
+    let out = lkl_harness(&["--threads", "2", "--calls", "200", "--loud-every", "8"]);
+    let stdout = text(&out.stdout);
+    assert!(out.status.success(), "{stdout}\n{}", text(&out.stderr));
+    assert!(
+        stdout.contains("calls  400 (2 threads × 200, 50 loud)"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("lines lost  0"), "{stdout}");
+    // The kernel booted and greeted: its log's last lines are shown.
+    assert!(stdout.contains("] Hello, t"), "{stdout}");
+}
+
+#[test]
+fn rounds_repeats_the_run_until_one_fails_or_all_pass() {
+    let out = lkl_harness(&["--threads", "2", "--calls", "100", "--rounds", "3"]);
+    let stdout = text(&out.stdout);
+    assert!(out.status.success(), "{stdout}\n{}", text(&out.stderr));
+    assert!(
+        stdout.contains("Run 3 of up to 3 passed, the runs before it passed."),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn rounds_in_json_counts_the_runs() {
+    let out = lkl_harness(&["--threads", "1", "--calls", "10", "--rounds", "2", "--json"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON on stdout");
+    assert_eq!(report["rounds"], 2);
+    assert_eq!(report["max_rounds"], 2);
+    assert_eq!(report["summary"]["lines_lost"], 0);
+}
+
+#[test]
+fn zero_rounds_is_refused_before_boot() {
+    let out = lkl_harness(&["--rounds", "0"]);
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("--rounds"), "{stderr}");
+    assert!(out.stdout.is_empty(), "nothing ran: {}", text(&out.stdout));
+}
+
+#[test]
+fn a_bad_cpu_count_is_refused_before_boot_naming_the_fix() {
+    let out = lkl_harness(&["--cpus", "0", "--threads", "1", "--calls", "1"]);
+    let stderr = text(&out.stderr);
+    assert!(!out.status.success());
+    assert!(stderr.contains("cpus"), "{stderr}");
+    assert!(stderr.contains("use 1 for a uniprocessor"), "{stderr}");
+    assert!(out.stdout.is_empty(), "nothing ran: {}", text(&out.stdout));
+}
+
+#[test]
+fn lkl_cpus_sets_the_default_and_a_bad_one_is_named() {
+    let out = Command::new(env!("CARGO_BIN_EXE_lkl-harness"))
+        .args(["--threads", "1", "--calls", "1"])
+        .env("LKL_CPUS", "many")
+        .output()
+        .expect("the lkl-harness binary runs");
+    let stderr = text(&out.stderr);
+    assert!(!out.status.success());
+    assert!(stderr.contains("LKL_CPUS=\"many\""), "{stderr}");
+}
