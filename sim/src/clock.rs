@@ -63,8 +63,8 @@ mod tests {
         std::thread::sleep(Duration::from_millis(20));
         // SAFETY: always safe.
         let b = unsafe { time_ns() };
+        // A sleep may last longer, never shorter.
         assert!(b - a >= 20_000_000, "{a} -> {b}");
-        assert!(b - a < 5_000_000_000);
     }
 
     #[test]
@@ -75,19 +75,27 @@ mod tests {
             .as_nanos() as u64;
         // SAFETY: always safe.
         let wall = unsafe { wall_ns() };
-        assert!(wall.abs_diff(sys) < 1_000_000_000);
+        let after = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap()
+            .as_nanos() as u64;
+        // The same clock (CLOCK_REALTIME), read between two readings of
+        // it; nothing sets it meanwhile on a test machine.
+        assert!(sys <= wall && wall <= after, "{sys} {wall} {after}");
         assert!(wall > 1_600_000_000 * 1_000_000_000);
     }
 
     #[test]
     fn monotonic_agrees_with_instant() {
-        // Instant is CLOCK_MONOTONIC on Linux: elapsed spans agree.
+        // Instant is CLOCK_MONOTONIC on Linux: a span of one clock lies
+        // between the spans of the other read just inside and outside it.
+        let a0 = monotonic_ns();
         let i = std::time::Instant::now();
-        let a = monotonic_ns();
+        let a1 = monotonic_ns();
         std::thread::sleep(Duration::from_millis(10));
-        let b = monotonic_ns();
+        let b0 = monotonic_ns();
         let e = i.elapsed().as_nanos() as u64;
-        assert!(e >= b - a);
-        assert!(e - (b - a) < 50_000_000);
+        let b1 = monotonic_ns();
+        assert!(b0 - a1 <= e && e <= b1 - a0, "{a0} {a1} {b0} {e} {b1}");
     }
 }

@@ -323,7 +323,6 @@ mod tests {
         t.set_oneshot(10 * MS).unwrap();
         let fired = rx.recv_timeout(Duration::from_secs(5)).unwrap();
         assert!(fired - start >= 10 * MS);
-        assert!(fired - start < Duration::from_secs(5));
     }
 
     #[test]
