@@ -14,20 +14,24 @@ pub type StartFn = unsafe extern "C" fn(*const HostOps, *const c_char) -> c_int;
 pub type SyscallFn = unsafe extern "C" fn(c_long, *mut c_long) -> c_long;
 /// `lkl_sys_halt`, and `lkl_flush_console`.
 pub type HaltFn = unsafe extern "C" fn() -> c_long;
+/// `lkl_cpus_state`.
+pub type StateFn = unsafe extern "C" fn(*mut c_char, std::ffi::c_ulong) -> c_long;
 
 extern "C" {
     fn lkl_start_kernel(ops: *const HostOps, cmdline: *const c_char) -> c_int;
     fn lkl_syscall(nr: c_long, params: *mut c_long) -> c_long;
     fn lkl_flush_console() -> c_long;
     fn lkl_sys_halt() -> c_long;
+    fn lkl_cpus_state(buf: *mut c_char, size: std::ffi::c_ulong) -> c_long;
 }
 
-/// One kernel's API: four entry points, and the library they live in.
+/// One kernel's API: five entry points, and the library they live in.
 pub struct Api {
     pub start: StartFn,
     pub syscall: SyscallFn,
     pub flush_console: HaltFn,
     pub halt: HaltFn,
+    pub cpus_state: StateFn,
     /// `None` for the statically linked kernel.
     pub library: Option<Library>,
     /// Where the private library is mapped (start, end); (0, 0) if linked.
@@ -64,6 +68,7 @@ impl Api {
             syscall: lkl_syscall,
             flush_console: lkl_flush_console,
             halt: lkl_sys_halt,
+            cpus_state: lkl_cpus_state,
             library: None,
             image: (0, 0),
             object: (
@@ -118,12 +123,16 @@ impl Api {
             let halt = *library
                 .get::<HaltFn>(b"lkl_sys_halt\0")
                 .map_err(|e| e.to_string())?;
+            let cpus_state = *library
+                .get::<StateFn>(b"lkl_cpus_state\0")
+                .map_err(|e| e.to_string())?;
             let bias = load_bias(start as *const libc::c_void)?;
             Api {
                 start,
                 syscall,
                 flush_console,
                 halt,
+                cpus_state,
                 library: Some(library),
                 image: mapping_of(start as *const libc::c_void)?,
                 object: (copy.clone(), bias),

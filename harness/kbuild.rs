@@ -46,6 +46,7 @@ pub const API_SYMBOLS: &[&str] = &[
     "lkl_syscall",
     "lkl_flush_console",
     "lkl_sys_halt",
+    "lkl_cpus_state",
 ];
 /// The only undefined symbol a relocatable vmlinux may have.
 const ALLOWED_UNDEFINED: &[&str] = &["_GLOBAL_OFFSET_TABLE_"];

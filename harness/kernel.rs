@@ -266,6 +266,7 @@ struct Progress {
 /// returned for `timeout`, the kernel is hung and the process exits.
 fn monitor_hangs(
     host: Arc<Host>,
+    state: crate::ffi::StateFn,
     progress: Arc<Progress>,
     timeout: Duration,
     stop: crossbeam_channel::Receiver<()>,
@@ -280,7 +281,7 @@ fn monitor_hangs(
             last_returned = returned;
             stalled_since = Instant::now();
         } else if stalled_since.elapsed() >= timeout && !host.has_panicked() {
-            crate::check::report_hang_and_exit(&host, timeout);
+            crate::check::report_hang_and_exit(&host, state, timeout);
         }
     }
 }
@@ -374,17 +375,21 @@ impl Kernel {
                 let monitor = options.hang_timeout.map(|timeout| {
                     let (stop_tx, stop_rx) = crossbeam_channel::bounded(0);
                     let (host, progress) = (host.clone(), progress.clone());
+                    let state = api.cpus_state;
                     std::thread::Builder::new()
                         .name("lkl-hang-monitor".into())
-                        .spawn(move || monitor_hangs(host, progress, timeout, stop_rx))
+                        .spawn(move || monitor_hangs(host, state, progress, timeout, stop_rx))
                         .map(|_| stop_tx)
                 });
                 let monitor = match monitor {
                     Some(Ok(stop)) => Some(stop),
                     Some(Err(e)) => {
+                        // The kernel runs: its threads run its code, so
+                        // it is never unloaded.
+                        drop(leak_instance(host, api));
                         return Err(Error::Load(format!(
                             "cannot spawn the hang monitor thread: {e}"
-                        )))
+                        )));
                     }
                     None => None,
                 };
@@ -554,6 +559,11 @@ impl Kernel {
     /// Powers the kernel off and stops all its threads.
     pub fn halt(self) -> Result<(), Error> {
         self.halt_inner()
+    }
+
+    /// `lkl_cpus_state` of this kernel, for the watchdogs.
+    pub(crate) fn cpus_state_fn(&self) -> crate::ffi::StateFn {
+        self.api.cpus_state
     }
 
     fn halt_inner(&self) -> Result<(), Error> {

@@ -191,6 +191,18 @@ fn assert_hang_reported(status: ExitStatus, stderr: &str) {
         !stderr.contains("returned Ok") && !stderr.contains("returned Err"),
         "the system call never returned: {stderr}"
     );
+    // The kernel's own account of every CPU, read while it hangs: here
+    // the sleeper is off its CPU, so each one idles, free.
+    let cpus = lkl_harness::kernel::default_cpus();
+    assert!(stderr.contains("CPUs:\ncpu0: current "), "{stderr}");
+    for cpu in 0..cpus {
+        let line = stderr
+            .lines()
+            .find(|l| l.starts_with(&format!("cpu{cpu}: current ")))
+            .unwrap_or_else(|| panic!("a line for cpu{cpu}: {stderr}"));
+        assert!(line.contains(" (idle), free, "), "{line}");
+    }
+    assert!(!stderr.contains(&format!("cpu{cpus}: ")), "{stderr}");
 }
 
 #[test]

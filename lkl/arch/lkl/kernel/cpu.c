@@ -424,6 +424,49 @@ void lkl_cpu_relax(void)
 }
 
 /**
+ * lkl_cpus_state() - describe every CPU, for the report of a hung kernel
+ * @buf: where to write; always NUL-terminated
+ * @size: its size in bytes
+ *
+ * Called by the host from any thread while the kernel may be deadlocked:
+ * it takes nothing and reads each CPU's state as it is, so a line may be
+ * a moment stale.
+ *
+ * Return: the length written, without the NUL.
+ */
+long lkl_cpus_state(char *buf, unsigned long size)
+{
+	unsigned long len = 0;
+	unsigned int cpu;
+
+	if (!size)
+		return 0;
+	buf[0] = '\0';
+	for (cpu = 0; cpu < nr_cpu_ids; cpu++) {
+		struct lkl_cpu *c = &lkl_cpus[cpu];
+		struct task_struct *curr = READ_ONCE(c->curr);
+		unsigned long owner = __atomic_load_n(&c->owner,
+						      __ATOMIC_SEQ_CST);
+		char held[48] = "free";
+
+		if (!curr)
+			continue;
+		if (owner)
+			snprintf(held, sizeof(held), "held by host thread %lu",
+				 owner);
+		len += scnprintf(buf + len, size - len,
+				 "cpu%u: current %s/%d%s, %s, irqs %#lx ipis %#lx, waiting: %u to take it, %u to enter%s\n",
+				 cpu, curr->comm, curr->pid,
+				 is_idle_task(curr) ? " (idle)" : "", held,
+				 READ_ONCE(c->irqs), READ_ONCE(c->ipis),
+				 READ_ONCE(c->takers.sleepers),
+				 READ_ONCE(c->enterers.sleepers),
+				 READ_ONCE(c->stopped) ? ", stopped" : "");
+	}
+	return len;
+}
+
+/**
  * lkl_gate_enter() - count the caller in, unless the kernel is halting
  *
  * Every host thread that enters the kernel from the host (a system call, an

@@ -148,6 +148,19 @@ int lkl_start_kernel(const struct lkl_host_ops *ops, const char *cmdline);
 long lkl_syscall(long nr, long *params);
 
 /**
+ * lkl_cpus_state() - describe every CPU, for the report of a hung kernel
+ * @buf: where to write, NUL-terminated
+ * @size: its size in bytes
+ *
+ * A line per CPU: its current task, the host thread holding it (or free),
+ * pending interrupts and how many threads wait for it.  Takes nothing, so
+ * it may be called while the kernel is deadlocked.
+ *
+ * Return: the length written, without the NUL.
+ */
+long lkl_cpus_state(char *buf, unsigned long size);
+
+/**
  * lkl_flush_console() - wait until every record logged so far is printed
  *
  * With several CPUs a record may be printed by another CPU than the one
