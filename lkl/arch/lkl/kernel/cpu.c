@@ -35,6 +35,7 @@
 #include <linux/sched/stat.h>
 #include <linux/sched/task.h>
 #include <linux/smp.h>
+#include <linux/tick.h>
 #include <asm/cpu.h>
 #include <asm/irqflags.h>
 
@@ -289,10 +290,17 @@ static bool lkl_cpu_quiet(struct lkl_cpu *c)
 static void lkl_cpu_leave_interrupt(struct lkl_cpu *c, bool tick)
 {
 	if (is_idle_task(c->curr)) {
-		bool resched = need_resched();
+		/*
+		 * On hardware any interrupt ends the idle instruction and the
+		 * idle loop goes round again.  Here only one that leaves work
+		 * does, and one that may stop the tick: do_idle() stops it
+		 * only once a tick came while idle, on its next round.
+		 */
+		bool wake = need_resched() ||
+			    (tick && !tick_nohz_tick_stopped_cpu(c - lkl_cpus));
 
 		lkl_cpu_release(c);
-		if (resched &&
+		if (wake &&
 		    __atomic_exchange_n(&c->idle_parked, 0, __ATOMIC_SEQ_CST))
 			lkl_ops->sem_up(c->idle_sem);
 		return;
