@@ -8,6 +8,7 @@
 #include <linux/init.h>
 #include <linux/kmsg_dump.h>
 #include <linux/panic.h>
+#include <linux/percpu.h>
 #include <linux/printk.h>
 #include <asm/cpu.h>
 
@@ -40,6 +41,14 @@ void __init lkl_console_init(void)
  * system call waits for it: a small share of the ring buffer's records.
  */
 #define LKL_CONSOLE_SLACK	1024
+/*
+ * Looking costs about as much as a getpid(): each CPU looks once in this
+ * many calls.  The ring buffer holds tens of thousands of records, far
+ * more than the slack plus what the calls in between may log.
+ */
+#define LKL_CONSOLE_LOOK_EVERY	64
+
+static DEFINE_PER_CPU(unsigned int, lkl_console_calls);
 
 /**
  * lkl_console_keep_up() - let a task wait for a console that fell behind
@@ -49,14 +58,17 @@ void __init lkl_console_init(void)
  * nearly always is that task.  With several CPUs logging at once, the one
  * printing falls behind the others, and by a whole ring buffer it loses
  * records before the host has seen them.  So a task leaving a system call
- * while the console is more than a few records behind waits until it has
- * printed all there is, and the host gets every record.
+ * looks (on each CPU, once in %LKL_CONSOLE_LOOK_EVERY calls) whether the
+ * console is more than a few records behind, and then waits until it has
+ * printed all there is: the host gets every record.
  */
 void lkl_console_keep_up(void)
 {
 	struct kmsg_dump_iter iter;
 
 	if (num_online_cpus() == 1)
+		return;
+	if (this_cpu_inc_return(lkl_console_calls) % LKL_CONSOLE_LOOK_EVERY)
 		return;
 	kmsg_dump_rewind(&iter);
 	if (iter.next_seq - READ_ONCE(lkl_console.seq) <= LKL_CONSOLE_SLACK)
