@@ -269,6 +269,32 @@ impl Kernel {
         })
     }
 
+    /// [`dmesg`](Kernel::dmesg) with the code addresses of call traces
+    /// located: `function+off/size (file:line)` for the kernel's, the
+    /// function and line for the test program's.
+    pub fn dmesg_located(&self) -> String {
+        let _ = self.flush_log();
+        let text = self.dmesg();
+        self.with_image(|image| {
+            let Some(image) = image else {
+                return text.clone();
+            };
+            let linked = Some(image.path.as_path()) == std::env::current_exe().ok().as_deref();
+            let locate = |host: Option<&Image>| {
+                text.lines().fold(String::new(), |mut out, line| {
+                    out.push_str(&image.annotate_with(line, host));
+                    out.push('\n');
+                    out
+                })
+            };
+            if linked {
+                locate(None)
+            } else {
+                crate::symbolize::with_program(locate)
+            }
+        })
+    }
+
     /// Arms a watchdog: if the returned guard is still alive after
     /// `timeout`, the kernel is taken to have stopped answering. The
     /// watchdog then writes a message and the kernel log to stderr and

@@ -282,7 +282,7 @@ fn stress_main(cli: &Cli) -> Result<()> {
         }
         writeln!(out, "{}", summary.table())?;
         if args.log {
-            writeln!(out, "Kernel log:\n{}", kernel.dmesg())?;
+            writeln!(out, "Kernel log:\n{}", kernel.dmesg_located())?;
         } else {
             writeln!(
                 out,
@@ -321,7 +321,7 @@ fn boot(cli: &Cli) -> Result<()> {
         serde_json::to_writer_pretty(&mut out, &report)?;
         writeln!(out)?;
     } else {
-        write!(out, "{}", kernel.dmesg())?;
+        write!(out, "{}", kernel.dmesg_located())?;
         eprintln!("booted in {:.1} ms", kernel.boot_time().as_secs_f64() * 1e3);
     }
     drop(out);

@@ -62,6 +62,13 @@ fn a_warn_during_boot_fails_check_log_naming_the_warning_line() {
     ] {
         assert!(trace.contains(frame), "{frame} in the trace: {trace}");
     }
+    // The log as text, with the trace's addresses located too.
+    let located = kernel.dmesg_located();
+    let trace = located
+        .split("Call Trace (host):")
+        .nth(1)
+        .unwrap_or_else(|| panic!("{located}"));
+    assert!(trace.contains("lkl_failure_injection"), "{trace}");
     let message = Error::Splat {
         lines,
         reports,

@@ -17,27 +17,29 @@ void show_regs(struct pt_regs *regs)
 	show_regs_print_info(KERN_DEFAULT);
 }
 
-/* One trace at a time: only the CPU's owner runs kernel code. */
-static char lkl_trace_buf[8192];
+/* Frames shown; a deeper trace is cut there. */
+#define LKL_SHOW_DEPTH	64
 
+/*
+ * The host walks the calling thread's stack (stack_walk), kernel and host
+ * frames alike; kallsyms names the kernel's, and the harness the host's.
+ * Not the host's own symbolizer: it may not know a kernel library that
+ * was loaded after it first ran.
+ */
 void show_stack(struct task_struct *task, unsigned long *sp,
 		const char *loglvl)
 {
-	char *line, *next;
+	unsigned long pcs[LKL_SHOW_DEPTH];
+	unsigned long i, n;
 
-	/* Kernel code runs on host stacks: the host walks its own. */
-	if ((task && task != current) || !lkl_ops->backtrace ||
-	    !lkl_ops->backtrace(lkl_ops->ctx, lkl_trace_buf,
-				sizeof(lkl_trace_buf)))
+	/* Kernel code runs on host stacks: a thread can only walk its own. */
+	if ((task && task != current) || !lkl_ops->stack_walk)
 		return;
-
+	n = lkl_ops->stack_walk(pcs, ARRAY_SIZE(pcs));
 	printk("%sCall Trace (host):\n", loglvl);
-	for (line = lkl_trace_buf; line && *line; line = next) {
-		next = strchr(line, '\n');
-		if (next)
-			*next++ = '\0';
-		printk("%s %s\n", loglvl, line);
-	}
+	/* pcs[0] is this function. */
+	for (i = 1; i < n; i++)
+		printk("%s %pS\n", loglvl, (void *)pcs[i]);
 }
 
 void flush_thread(void)
