@@ -362,44 +362,56 @@ fn hello_throughput(args: &BenchArgs, kernel: &Kernel, report: &mut Report) {
         } else {
             format!("{threads} threads")
         };
-        let options = StressOptions {
-            threads,
-            calls: (args.hello_calls / threads).max(1),
-            ..StressOptions::default()
-        };
-        let summary = stress::run(kernel, &options, &|_| {});
-        // Keep the retained log (and the next tally) small.
-        kernel.take_log();
-        let command = format!(
-            "stress::run, {label} × {} calls, every 4th loud",
-            options.calls
-        );
-        report.add(
-            format!("hello() throughput, {label}"),
-            format!("{:.0}", summary.calls_per_sec),
-            "calls/s",
-            command.clone(),
-        );
-        report.add(
-            format!("hello() latency p50 / p99, {label}"),
-            format!(
-                "{} / {}",
-                fmt_ns(summary.latency_p50_ns),
-                fmt_ns(summary.latency_p99_ns)
-            ),
-            "",
-            command.clone(),
-        );
-        report.add(
-            format!("log lines lost, {label}"),
-            format!(
-                "{} of {}",
-                summary.counts.lines_lost, summary.counts.expected_lines
-            ),
-            "lines",
-            command,
-        );
+        hello_figures(kernel, threads, args.hello_calls, &label, report);
     }
+}
+
+/// Throughput, latency and lines lost of a `hello()` stress run with
+/// `threads` threads sharing `total_calls`, each figure named by `label`.
+fn hello_figures(
+    kernel: &Kernel,
+    threads: usize,
+    total_calls: usize,
+    label: &str,
+    report: &mut Report,
+) {
+    let options = StressOptions {
+        threads,
+        calls: (total_calls / threads).max(1),
+        ..StressOptions::default()
+    };
+    let summary = stress::run(kernel, &options, &|_| {});
+    // Keep the retained log (and the next tally) small.
+    kernel.take_log();
+    let command = format!(
+        "stress::run, {threads} thread(s) × {} calls, every 4th loud",
+        options.calls
+    );
+    report.add(
+        format!("hello() throughput, {label}"),
+        format!("{:.0}", summary.calls_per_sec),
+        "calls/s",
+        command.clone(),
+    );
+    report.add(
+        format!("hello() latency p50 / p99, {label}"),
+        format!(
+            "{} / {}",
+            fmt_ns(summary.latency_p50_ns),
+            fmt_ns(summary.latency_p99_ns)
+        ),
+        "",
+        command.clone(),
+    );
+    report.add(
+        format!("log lines lost, {label}"),
+        format!(
+            "{} of {}",
+            summary.counts.lines_lost, summary.counts.expected_lines
+        ),
+        "lines",
+        command,
+    );
 }
 
 /// Boots a private kernel with `cpus` CPUs.
@@ -413,8 +425,8 @@ fn boot_cpus(kernel: &KernelArgs, cpus: u32) -> Result<Kernel> {
 /// getpid() calls per second from `threads` threads at once, each making
 /// `calls` calls (after a warm-up that gives each its task).
 fn getpid_rate(kernel: &Kernel, threads: usize, calls: u64) -> f64 {
-    let ready = std::sync::Barrier::new(threads + 1);
-    let elapsed = std::thread::scope(|s| {
+    let ready = std::sync::Barrier::new(threads);
+    let spans: Vec<(Instant, Instant)> = std::thread::scope(|s| {
         let handles: Vec<_> = (0..threads)
             .map(|_| {
                 let ready = &ready;
@@ -423,19 +435,24 @@ fn getpid_rate(kernel: &Kernel, threads: usize, calls: u64) -> f64 {
                         kernel.syscall_raw(sys::__NR_getpid, &[]);
                     }
                     ready.wait();
+                    let first = Instant::now();
                     for _ in 0..calls {
                         std::hint::black_box(kernel.syscall_raw(sys::__NR_getpid, &[]));
                     }
+                    (first, Instant::now())
                 })
             })
             .collect();
-        ready.wait();
-        let started = Instant::now();
-        for h in handles {
-            h.join().expect("a getpid thread");
-        }
-        started.elapsed()
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("a getpid thread"))
+            .collect()
     });
+    // The workers' own clocks, as in stress::run_calls: this thread may
+    // be scheduled late.
+    let first = spans.iter().map(|s| s.0).min().expect("a thread");
+    let last = spans.iter().map(|s| s.1).max().expect("a thread");
+    let elapsed = last.duration_since(first);
     (threads as u64 * calls) as f64 / elapsed.as_secs_f64()
 }
 
@@ -545,31 +562,12 @@ fn smp_figures(args: &BenchArgs, kernel: &KernelArgs, report: &mut Report) -> Re
     // hello() from 64 threads at 1 and 2 CPUs.
     let k1 = boot_cpus(kernel, 1)?;
     for (cpus, k) in [(1, &k1), (2, &k2)] {
-        let options = StressOptions {
-            threads: 64,
-            calls: (args.hello_calls / 64).max(1),
-            ..StressOptions::default()
-        };
-        let summary = stress::run(k, &options, &|_| {});
-        k.take_log();
-        let command = format!(
-            "stress::run, 64 threads × {} calls, every 4th loud",
-            options.calls
-        );
-        report.add(
-            format!("hello() throughput, 64 threads, cpus = {cpus}"),
-            format!("{:.0}", summary.calls_per_sec),
-            "calls/s",
-            command.clone(),
-        );
-        report.add(
-            format!("log lines lost, 64 threads, cpus = {cpus}"),
-            format!(
-                "{} of {}",
-                summary.counts.lines_lost, summary.counts.expected_lines
-            ),
-            "lines",
-            command,
+        hello_figures(
+            k,
+            64,
+            args.hello_calls,
+            &format!("64 threads, cpus = {cpus}"),
+            report,
         );
     }
     k1.halt()?;
