@@ -39,6 +39,11 @@ pub struct BenchArgs {
     /// Skip the SMP figures (cpus = 1 beside cpus = 2 and 4).
     #[arg(long)]
     no_smp: bool,
+    /// Skip the debug kernel's figures (KASAN, UBSAN, kmemleak, lockdep)
+    /// beside the default kernel's; they build the debug kernel first if
+    /// need be.
+    #[arg(long)]
+    no_debug: bool,
 }
 
 /// One measured figure.
@@ -101,6 +106,9 @@ pub fn run(args: &BenchArgs, kernel: &KernelArgs, json: bool) -> Result<()> {
 
     if !args.no_smp {
         smp_figures(args, kernel, &mut report)?;
+    }
+    if !args.no_debug {
+        debug_figures(args, kernel, &mut report)?;
     }
 
     if args.build {
@@ -640,6 +648,85 @@ fn smp_figures(args: &BenchArgs, kernel: &KernelArgs, report: &mut Report) -> Re
 }
 
 /// The kernel work tree and the config fragment `build.rs` uses.
+/// The debug kernel beside the default one, measured alike in one run:
+/// private boots, one thread's `hello()` latency and RSS per instance.
+fn debug_figures(args: &BenchArgs, kernel: &KernelArgs, report: &mut Report) -> Result<()> {
+    use lkl_harness::kbuild::{Spec, Variant};
+
+    let debug = lkl_harness::seeded::build(&Spec {
+        variant: Variant::Debug,
+        mutants: Vec::new(),
+    })
+    .map_err(anyhow::Error::msg)
+    .context("building the debug kernel")?;
+    let options = kernel.boot_options();
+    let calls = (args.hello_calls / 10).max(1);
+    let boot = |library: Option<&Path>| match library {
+        Some(library) => Kernel::boot_library(library, options.clone()),
+        None => Kernel::boot(options.clone()),
+    };
+    for (name, library) in [("default", None), ("debug", Some(debug.as_path()))] {
+        let mut times = Vec::new();
+        for _ in 0..args.boots {
+            let started = Instant::now();
+            let k = boot(library)?;
+            times.push(started.elapsed().as_nanos() as f64);
+            k.halt()?;
+        }
+        report.add(
+            format!("{name} kernel: private boot, median"),
+            ms(quantile(&times, 0.5)),
+            "ms",
+            format!(
+                "{} × Kernel::boot (debug: boot_library) then halt()",
+                args.boots
+            ),
+        );
+
+        let k = boot(library)?;
+        let summary = stress::run(
+            &k,
+            &StressOptions {
+                threads: 1,
+                calls,
+                loud: Loudness::Never,
+                name: Some("world".into()),
+            },
+            &|_| {},
+        );
+        k.halt()?;
+        let per_call = summary.elapsed.as_nanos() as f64 / summary.counts.calls.max(1) as f64;
+        report.add(
+            format!("{name} kernel: valid hello() call, one thread"),
+            format!("{per_call:.0}"),
+            "ns/call",
+            format!("stress::run, 1 thread × {calls} quiet calls, private kernel"),
+        );
+
+        let before = rss_kib()?;
+        let kernels = (0..args.instances)
+            .map(|_| boot(library))
+            .collect::<Result<Vec<_>, _>>()?;
+        let after = rss_kib()?;
+        for k in kernels {
+            k.halt()?;
+        }
+        report.add(
+            format!("{name} kernel: RSS per instance (mem={}M)", kernel.mem),
+            format!(
+                "{:.1}",
+                after.saturating_sub(before) as f64 / f64::from(args.instances) / 1024.0
+            ),
+            "MiB",
+            format!(
+                "VmRSS before and after booting {} of them, divided",
+                args.instances
+            ),
+        );
+    }
+    Ok(())
+}
+
 fn build_inputs() -> (PathBuf, PathBuf) {
     // The (patched) source tree build.rs built from.
     let tree = PathBuf::from(env!("LKL_SOURCE_TREE"));

@@ -135,6 +135,12 @@ enum Command {
     /// use) each. Exits 1 unless every run ends in SUCCESS with no error
     /// counted and nothing reported.
     Torture(TortureArgs),
+    /// Mutation testing: for each seeded bug (a `*.patch` of the kernel
+    /// source in lkl/mutants/, or --dir), build the kernel with it and run
+    /// the tests against it, on the default and the debug kernel (KASAN,
+    /// UBSAN, kmemleak). Prints which test caught each mutant and how;
+    /// exits 1 if any mutant survives or does not build.
+    Mutants(MutantsArgs),
     /// Boot, make one getpid(), print nanoseconds since main() started.
     /// Used by `bench` to time boots in fresh processes.
     #[command(name = "__boot-once", hide = true)]
@@ -153,6 +159,26 @@ struct TortureArgs {
     tests: Vec<String>,
 }
 
+/// The mutants run.
+#[derive(Debug, Args)]
+struct MutantsArgs {
+    /// Only the mutants whose names contain this.
+    filter: Option<String>,
+    /// The directory of mutants: `<name>.patch` files, each a git-format
+    /// patch on top of lkl/patches/ (your own bugs for your own syscall).
+    #[arg(long, value_name = "DIR")]
+    dir: Option<std::path::PathBuf>,
+    /// The kernels to build each mutant for: default, debug, race.
+    #[arg(long = "kernel", value_name = "KERNEL", value_delimiter = ',', default_values_t = lkl_harness::mutants::DEFAULT_KERNELS.map(|v| v.name().to_string()))]
+    kernels: Vec<String>,
+    /// The test targets to run (tests/<TEST>.rs).
+    #[arg(long = "test", value_name = "TEST", default_values_t = lkl_harness::mutants::DEFAULT_TESTS.map(String::from))]
+    tests: Vec<String>,
+    /// Run only the tests whose names contain this (cargo test's filter).
+    #[arg(long, value_name = "NAME")]
+    test_filter: Option<String>,
+}
+
 /// Runs the command line; the result becomes the exit status.
 pub fn run(started: Instant) -> Result<()> {
     let cli = Cli::parse();
@@ -161,6 +187,7 @@ pub fn run(started: Instant) -> Result<()> {
         Some(Command::Boot) => boot(&cli),
         Some(Command::Bench(args)) => bench::run(args, &cli.kernel, cli.stress.json),
         Some(Command::Torture(args)) => torture(args, &cli),
+        Some(Command::Mutants(args)) => mutants(args),
         Some(Command::BootOnce) => boot_once(&cli.kernel, started),
     }
 }
@@ -340,6 +367,90 @@ fn boot_once(kernel: &KernelArgs, started: Instant) -> Result<()> {
         .context("getpid in the fresh kernel")?;
     println!("{}", started.elapsed().as_nanos());
     kernel.halt()?;
+    Ok(())
+}
+
+fn mutants(args: &MutantsArgs) -> Result<()> {
+    use lkl_harness::kbuild::Variant;
+    use lkl_harness::mutants;
+
+    let kernels = args
+        .kernels
+        .iter()
+        .map(|k| Variant::from_name(k).map_err(anyhow::Error::msg))
+        .collect::<Result<Vec<_>>>()?;
+    let manifest = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let dir = args
+        .dir
+        .clone()
+        .unwrap_or_else(|| manifest.join("lkl/mutants"));
+    let found = mutants::find(&dir, args.filter.as_deref()).map_err(anyhow::Error::msg)?;
+    for test in &args.tests {
+        if !manifest.join(format!("tests/{test}.rs")).is_file() {
+            bail!("no test target {test}: --test takes the name of a file in tests/, without .rs");
+        }
+    }
+    let started = Instant::now();
+    let mut outcomes = Vec::new();
+    for patch in &found {
+        for &kernel in &kernels {
+            eprintln!(
+                "mutants: {} on the {} kernel ...",
+                lkl_harness::kbuild::mutant_name(patch),
+                kernel.name()
+            );
+            let outcome = mutants::run_one(patch, kernel, &args.tests, args.test_filter.as_deref());
+            eprintln!(
+                "{}",
+                mutants::table(std::slice::from_ref(&outcome))
+                    .lines()
+                    .nth(1)
+                    .unwrap_or_default()
+            );
+            outcomes.push(outcome);
+        }
+    }
+    let mut out = std::io::stdout().lock();
+    write!(out, "{}", mutants::table(&outcomes))?;
+    let caught = outcomes.iter().filter(|o| o.verdict.caught()).count();
+    let names: std::collections::BTreeSet<&str> =
+        outcomes.iter().map(|o| o.mutant.as_str()).collect();
+    let missed: Vec<&str> = names
+        .iter()
+        .copied()
+        .filter(|n| {
+            !outcomes
+                .iter()
+                .any(|o| o.mutant == *n && o.verdict.caught())
+        })
+        .collect();
+    writeln!(
+        out,
+        "{caught} of {} runs caught; {} of {} mutants caught by at least one kernel; {:.0} s",
+        outcomes.len(),
+        names.len() - missed.len(),
+        names.len(),
+        started.elapsed().as_secs_f64()
+    )?;
+    let broken: Vec<&str> = outcomes
+        .iter()
+        .filter(|o| {
+            matches!(
+                o.verdict,
+                mutants::Verdict::BuildFailed(_) | mutants::Verdict::NotRun(_)
+            )
+        })
+        .map(|o| o.mutant.as_str())
+        .collect();
+    if !broken.is_empty() {
+        bail!(
+            "mutants that did not build or whose tests did not run: {}",
+            broken.join(", ")
+        );
+    }
+    if !missed.is_empty() {
+        bail!("mutants that survived every kernel: {}", missed.join(", "));
+    }
     Ok(())
 }
 

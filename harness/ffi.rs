@@ -54,9 +54,17 @@ impl Drop for Api {
     }
 }
 
-/// Where `build.rs` left the shared library.
+/// Where `build.rs` left the shared library; `LKL_LIBRARY`, if set, names
+/// another one for [`Kernel::boot`](crate::Kernel::boot) to load instead
+/// (`lkl-harness mutants` sets it to a mutant's).
 pub fn shared_library_path() -> &'static Path {
-    Path::new(env!("LKL_SHARED_LIBRARY"))
+    static PATH: std::sync::LazyLock<PathBuf> = std::sync::LazyLock::new(|| {
+        std::env::var_os("LKL_LIBRARY")
+            .filter(|p| !p.is_empty())
+            .map(PathBuf::from)
+            .unwrap_or_else(|| PathBuf::from(env!("LKL_SHARED_LIBRARY")))
+    });
+    &PATH
 }
 
 impl Api {

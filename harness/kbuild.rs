@@ -100,7 +100,7 @@ impl Variant {
     pub fn about(self) -> &'static str {
         match self {
             Variant::Default => "the kernel with the project's configuration",
-            Variant::Debug => "lockdep and list debugging",
+            Variant::Debug => "KASAN, UBSAN, kmemleak and lockdep",
             Variant::Race => "KCSAN, the data race detector, with lockdep",
             Variant::Torture => "locktorture and rcutorture, for `lkl-harness torture`",
         }

@@ -210,6 +210,17 @@ pub enum Error {
         /// The kernel log.
         log: String,
     },
+    /// The leak scan of [`Kernel::finish`] could not run.
+    #[error(
+        "the kernel's leak scan (kmemleak, through sysfs and debugfs) failed with {errno}; \
+         is /sys or /sys/kernel/debug taken by the test? Kernel log:\n{log}"
+    )]
+    Scan {
+        /// The failing system call's error.
+        errno: Errno,
+        /// The kernel log.
+        log: String,
+    },
     /// The kernel logged a warning, a BUG, an oops, a lockdep report or a
     /// hung task (see [`crate::check`]).
     #[error(
@@ -559,6 +570,11 @@ impl Kernel {
     /// Powers the kernel off and stops all its threads.
     pub fn halt(self) -> Result<(), Error> {
         self.halt_inner()
+    }
+
+    /// Whether this is the kernel linked into the executable.
+    pub(crate) fn is_linked(&self) -> bool {
+        self.api.library.is_none()
     }
 
     /// `lkl_cpus_state` of this kernel, for the watchdogs.

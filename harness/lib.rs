@@ -26,6 +26,7 @@
 //! | [`torture`] | the kernel's locktorture and rcutorture, run on this port |
 //! | [`symbolize`] | kernel addresses in reports to functions and source lines |
 //! | [`stress`] | the call loop: many threads calling `hello`, verified |
+//! | [`mutants`] | mutation testing: is each seeded bug of `lkl/mutants/` caught? |
 //! | [`seeded`] | kernels built on demand: variants, mutants, test-only patches |
 //! | [`kbuild`] | how kernels are built (shared with `build.rs`) |
 //! | [`selftest`] | the patch's C selftest, run in-process against a kernel |
@@ -42,6 +43,7 @@ pub mod hello;
 pub mod kbuild;
 pub mod kernel;
 pub mod log;
+pub mod mutants;
 pub mod seeded;
 pub mod selftest;
 pub mod stress;

@@ -209,6 +209,8 @@ fn host_ops_rust_mirror_matches_the_c_header() {
         user_cmpxchg32,
         backtrace,
         stack_walk,
+        shadow_map,
+        shadow_clear,
     );
     assert_eq!(size_of::<sys::lkl_host_ops>(), size_of::<HostOps>());
     assert_eq!(align_of::<sys::lkl_host_ops>(), align_of::<HostOps>());

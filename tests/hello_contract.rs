@@ -6,7 +6,7 @@ mod common;
 
 use std::ffi::CString;
 
-use common::{boot, gettid, greetings, logged, texts, HELLO_NAME_PRINTED_MAX, KERN_INFO};
+use common::{boot, finish, gettid, greetings, logged, texts, HELLO_NAME_PRINTED_MAX, KERN_INFO};
 use lkl_harness::hello::{HelloArgs, HELLO_ARGS_SIZE_VER0, HELLO_FLAG_LOUD};
 use lkl_harness::{Caller, Errno, Kernel, Record};
 
@@ -128,6 +128,7 @@ fn valid_call_logs_hello_world_once_at_info() {
     assert_eq!(result, Ok(()));
     assert_eq!(texts(&records), ["Hello, world!"]);
     assert_greeted(&kernel, "valid", VALID);
+    finish(kernel);
 }
 
 #[test]
@@ -142,6 +143,7 @@ fn loud_flag_logs_hello_then_shouted_hello_and_nothing_else() {
     assert_eq!(texts(&records), ["Hello, world!", "HELLO, world!!!"]);
     assert!(records.iter().all(|r| r.level == KERN_INFO), "{records:?}");
     assert_greeted(&kernel, "loud", loud);
+    finish(kernel);
 }
 
 #[test]
@@ -155,6 +157,7 @@ fn size_below_ver0_is_einval() {
             Errno::EINVAL,
         );
     }
+    finish(kernel);
 }
 
 #[test]
@@ -168,6 +171,7 @@ fn size_below_ver0_is_einval_before_uargs_is_read() {
         };
         assert_refused(&kernel, &format!("NULL, size {size}"), input, Errno::EINVAL);
     }
+    finish(kernel);
 }
 
 #[test]
@@ -176,6 +180,7 @@ fn size_above_struct_with_zero_tail_greets() {
     for size in [17, 24, 4096, 4097, 3 * 4096] {
         assert_greeted(&kernel, &format!("size {size}"), Input { size, ..VALID });
     }
+    finish(kernel);
 }
 
 #[test]
@@ -194,6 +199,7 @@ fn size_above_struct_with_nonzero_tail_is_e2big() {
             Errno::E2BIG,
         );
     }
+    finish(kernel);
 }
 
 #[test]
@@ -207,6 +213,7 @@ fn bytes_past_size_are_not_read() {
         };
         assert_greeted(&kernel, &format!("size {size}, byte {at}"), input);
     }
+    finish(kernel);
 }
 
 #[test]
@@ -222,6 +229,7 @@ fn unknown_flag_bits_are_einval() {
     for (row, flags) in rows {
         assert_refused(&kernel, &row, Input { flags, ..VALID }, Errno::EINVAL);
     }
+    finish(kernel);
 }
 
 #[test]
@@ -235,6 +243,7 @@ fn nonzero_pad_is_einval() {
             Errno::EINVAL,
         );
     }
+    finish(kernel);
 }
 
 #[test]
@@ -248,6 +257,7 @@ fn null_name_is_efault() {
         };
         assert_refused(&kernel, "NULL name", input, Errno::EFAULT);
     }
+    finish(kernel);
 }
 
 #[test]
@@ -261,6 +271,7 @@ fn null_uargs_is_efault() {
         };
         assert_refused(&kernel, &format!("NULL, size {size}"), input, Errno::EFAULT);
     }
+    finish(kernel);
 }
 
 #[test]
@@ -285,6 +296,7 @@ fn names_of_63_bytes_or_more_are_cut_to_the_first_63() {
             assert_eq!(texts(&records), want, "name of {len}");
         }
     }
+    finish(kernel);
 }
 
 #[test]
@@ -299,6 +311,7 @@ fn empty_name_greets_nobody() {
     );
     assert_eq!(result, Ok(()));
     assert_eq!(texts(&records), ["Hello, !"]);
+    finish(kernel);
 }
 
 #[test]
@@ -424,4 +437,5 @@ fn errno_contract_table() {
         actual.push((*row, result, texts(&records)));
     }
     assert_eq!(actual, expected);
+    finish(kernel);
 }

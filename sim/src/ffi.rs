@@ -158,6 +158,11 @@ pub struct HostOps {
         Option<unsafe extern "C" fn(ctx: *mut c_void, buf: *mut c_char, len: c_ulong) -> c_ulong>,
     /// The calling thread's return addresses, innermost first.
     pub stack_walk: Option<unsafe extern "C" fn(pcs: *mut c_ulong, max: c_ulong) -> c_ulong>,
+
+    /// Map KASAN's shadow at `addr` (once per process); 0 or -1.
+    pub shadow_map: Option<unsafe extern "C" fn(addr: c_ulong, len: c_ulong) -> c_int>,
+    /// Return part of the shadow to zeroes.
+    pub shadow_clear: Option<unsafe extern "C" fn(addr: c_ulong, len: c_ulong)>,
 }
 
 // SAFETY: the table is plain immutable data (function pointers and an opaque
@@ -170,7 +175,7 @@ unsafe impl Send for HostOps {}
 unsafe impl Sync for HostOps {}
 
 /// The names of the fields of [`HostOps`], in order, excluding `ctx`.
-pub const OP_NAMES: [&str; 31] = [
+pub const OP_NAMES: [&str; 33] = [
     "console_write",
     "panic",
     "sem_alloc",
@@ -202,6 +207,8 @@ pub const OP_NAMES: [&str; 31] = [
     "user_cmpxchg32",
     "backtrace",
     "stack_walk",
+    "shadow_map",
+    "shadow_clear",
 ];
 
 impl HostOps {
@@ -245,6 +252,8 @@ impl HostOps {
             user_cmpxchg32: Some(uaccess::user_cmpxchg32),
             backtrace: Some(crate::backtrace::backtrace),
             stack_walk: Some(crate::backtrace::stack_walk),
+            shadow_map: Some(mem::shadow_map),
+            shadow_clear: Some(mem::shadow_clear),
         }
     }
 
@@ -289,6 +298,8 @@ impl HostOps {
             self.user_cmpxchg32.is_some(),
             self.backtrace.is_some(),
             self.stack_walk.is_some(),
+            self.shadow_map.is_some(),
+            self.shadow_clear.is_some(),
         ];
         OP_NAMES
             .iter()
@@ -394,9 +405,9 @@ mod tests {
     use std::mem::{align_of, size_of};
 
     #[test]
-    fn layout_is_34_words() {
-        // ctx, image_start, image_end and 31 function pointers.
-        assert_eq!(size_of::<HostOps>(), 34 * size_of::<*const ()>());
+    fn layout_is_36_words() {
+        // ctx, image_start, image_end and 33 function pointers.
+        assert_eq!(size_of::<HostOps>(), 36 * size_of::<*const ()>());
         assert_eq!(align_of::<HostOps>(), align_of::<*const ()>());
         assert_eq!(size_of::<Option<CallbackFn>>(), size_of::<*const ()>());
     }

@@ -1,8 +1,9 @@
 //! Page-aligned memory (`mem_alloc`, `mem_free`) from anonymous private
 //! `mmap`s. Memory is zero-filled and readable/writable.
 
-use std::ffi::{c_ulong, c_void};
+use std::ffi::{c_int, c_ulong, c_void};
 use std::ptr::NonNull;
+use std::sync::Mutex;
 
 use crate::error::SimError;
 use crate::ffi::{guard, write_stderr};
@@ -87,6 +88,126 @@ pub unsafe extern "C" fn mem_free(addr: *mut c_void, size: c_ulong) {
     })
 }
 
+/// The KASAN shadow of this process, once mapped: start and length.
+static SHADOW: Mutex<Option<(usize, usize)>> = Mutex::new(None);
+
+/// Maps KASAN's shadow, `len` bytes at exactly `addr`, zeroed and
+/// read/write, reserving no memory (`MAP_NORESERVE`): pages cost memory
+/// only once the kernel writes them. Every kernel of a process uses the
+/// same range, so only the first call maps it; it is never unmapped.
+pub fn map_shadow(addr: usize, len: usize) -> Result<(), SimError> {
+    let mut shadow = SHADOW.lock().unwrap_or_else(|e| e.into_inner());
+    match *shadow {
+        Some(range) if range == (addr, len) => return Ok(()),
+        Some((a, l)) => {
+            return Err(SimError::Mem(std::io::Error::other(format!(
+                "KASAN shadow already mapped at {a:#x} (+{l:#x}), not {addr:#x} (+{len:#x}): \
+                 one process runs kernels of one KASAN_SHADOW_OFFSET"
+            ))))
+        }
+        None => {}
+    }
+    // SAFETY: MAP_FIXED_NOREPLACE never replaces an existing mapping, so no
+    // Rust object is aliased; the result is checked below.
+    let p = unsafe {
+        libc::mmap(
+            addr as *mut c_void,
+            len,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_PRIVATE
+                | libc::MAP_ANONYMOUS
+                | libc::MAP_NORESERVE
+                | libc::MAP_FIXED_NOREPLACE,
+            -1,
+            0,
+        )
+    };
+    if p == libc::MAP_FAILED {
+        let e = std::io::Error::last_os_error();
+        return Err(SimError::Mem(std::io::Error::other(format!(
+            "cannot map the KASAN shadow, {len:#x} bytes at {addr:#x}: {e} (the range must be \
+             free, and vm.overcommit_memory must not be 2)"
+        ))));
+    }
+    if p as usize != addr {
+        // An old kernel without MAP_FIXED_NOREPLACE took it as a hint.
+        // SAFETY: the mapping was just made and nothing refers to it.
+        unsafe { libc::munmap(p, len) };
+        return Err(SimError::Mem(std::io::Error::other(format!(
+            "the host put the KASAN shadow at {p:p}, not at {addr:#x}"
+        ))));
+    }
+    *shadow = Some((addr, len));
+    Ok(())
+}
+
+/// Returns `len` bytes at `addr` of the shadow from [`map_shadow`] to
+/// zeroes; whole pages go back to the host. A range outside the shadow is
+/// refused.
+pub fn clear_shadow(addr: usize, len: usize) -> Result<(), SimError> {
+    let Some((start, size)) = *SHADOW.lock().unwrap_or_else(|e| e.into_inner()) else {
+        return Err(SimError::Mem(std::io::Error::other(
+            "no KASAN shadow is mapped",
+        )));
+    };
+    let end = addr
+        .checked_add(len)
+        .filter(|&e| addr >= start && e <= start + size);
+    let Some(end) = end else {
+        return Err(SimError::Mem(std::io::Error::other(format!(
+            "{addr:#x} (+{len:#x}) is not in the KASAN shadow"
+        ))));
+    };
+    let ps = page_size();
+    let first = addr.next_multiple_of(ps).min(end);
+    let last = (end / ps * ps).max(first);
+    // SAFETY: [addr, end) lies in the shadow mapping, which is never
+    // unmapped and holds no Rust object; the kernel that asks owns the
+    // memory this part of the shadow describes.
+    unsafe {
+        std::ptr::write_bytes(addr as *mut u8, 0, first - addr);
+        std::ptr::write_bytes(last as *mut u8, 0, end - last);
+        if last > first
+            && libc::madvise(first as *mut c_void, last - first, libc::MADV_DONTNEED) != 0
+        {
+            std::ptr::write_bytes(first as *mut u8, 0, last - first);
+        }
+    }
+    Ok(())
+}
+
+/// `shadow_map`: [`map_shadow`]; 0, or -1 with the reason on stderr.
+///
+/// # Safety
+///
+/// Always safe to call; `unsafe` only to match the ops table type.
+pub unsafe extern "C" fn shadow_map(addr: c_ulong, len: c_ulong) -> c_int {
+    guard("shadow_map", || {
+        match map_shadow(addr as usize, len as usize) {
+            Ok(()) => 0,
+            Err(e) => {
+                write_stderr(format!("lkl-sim: {e}\n").as_bytes());
+                -1
+            }
+        }
+    })
+}
+
+/// `shadow_clear`: [`clear_shadow`]; a refused range is reported on
+/// stderr.
+///
+/// # Safety
+///
+/// The kernel calling it must own the memory the range describes: no
+/// other kernel may be using that shadow.
+pub unsafe extern "C" fn shadow_clear(addr: c_ulong, len: c_ulong) {
+    guard("shadow_clear", || {
+        if let Err(e) = clear_shadow(addr as usize, len as usize) {
+            write_stderr(format!("lkl-sim: {e}\n").as_bytes());
+        }
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -119,6 +240,28 @@ mod tests {
             mem_free(std::ptr::null_mut(), 4096);
         }
         assert!(matches!(map(0), Err(SimError::ZeroSize)));
+    }
+
+    #[test]
+    fn shadow_is_mapped_once_and_cleared_in_place() {
+        // The offset of the debug kernel's shadow, which tests of this
+        // process may also map: the same range is accepted again.
+        let (addr, len) = (0x1000_0000_0000usize, 1usize << 44);
+        map_shadow(addr, len).unwrap();
+        map_shadow(addr, len).unwrap();
+        assert!(map_shadow(addr, len / 2).is_err());
+        let ps = page_size();
+        let at = addr + 0x7f00_0000_0000 / 8;
+        // SAFETY: inside the shadow mapping, which stays mapped.
+        let bytes = unsafe { std::slice::from_raw_parts_mut(at as *mut u8, 3 * ps) };
+        bytes.fill(0xfa);
+        clear_shadow(at + 7, 2 * ps).unwrap();
+        assert!(bytes[..7].iter().all(|&b| b == 0xfa));
+        assert!(bytes[7..7 + 2 * ps].iter().all(|&b| b == 0));
+        assert!(bytes[7 + 2 * ps..].iter().all(|&b| b == 0xfa));
+        clear_shadow(at, 3 * ps).unwrap();
+        assert!(clear_shadow(addr - 1, 2).is_err());
+        assert!(clear_shadow(addr + len - 1, 2).is_err());
     }
 
     #[test]

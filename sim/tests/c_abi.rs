@@ -55,6 +55,8 @@ fn rust_offsets() -> Vec<usize> {
         offset_of!(HostOps, user_cmpxchg32),
         offset_of!(HostOps, backtrace),
         offset_of!(HostOps, stack_walk),
+        offset_of!(HostOps, shadow_map),
+        offset_of!(HostOps, shadow_clear),
     ]
 }
 
@@ -114,8 +116,8 @@ fn layout_matches_c_header() {
     type LayoutFn = unsafe extern "C" fn(*mut usize) -> usize;
     // SAFETY: the symbol has this signature in checks.c.
     let layout: LayoutFn = unsafe { std::mem::transmute(sym(lib, c"lkl_test_layout")) };
-    let mut offsets = [0usize; 34];
-    // SAFETY: the C function writes exactly 34 entries.
+    let mut offsets = [0usize; 36];
+    // SAFETY: the C function writes exactly 36 entries.
     let size = unsafe { layout(offsets.as_mut_ptr()) };
     assert_eq!(size, std::mem::size_of::<HostOps>(), "sizeof differs");
     assert_eq!(offsets.to_vec(), rust_offsets(), "field offsets differ");

@@ -268,15 +268,13 @@ pub fn mount_proc(kernel: &Kernel) {
         .expect("mount proc");
 }
 
-/// Ends a test: fails it if the kernel logged a warning, a BUG, an oops,
+/// Ends a test: fails it if the kernel leaked memory (on a kernel with
+/// kmemleak) or logged a warning, a BUG, an oops, a KASAN or UBSAN report,
 /// a lockdep report or a hung task (before or while halting), then halts.
 pub fn finish(kernel: Kernel) {
-    if let Err(err) = kernel.check_log() {
-        panic!("{err}");
-    }
     let host = kernel.host().clone();
-    if let Err(err) = kernel.halt() {
-        panic!("the kernel did not halt cleanly: {err}");
+    if let Err(err) = kernel.finish() {
+        panic!("{err}");
     }
     if let Err(err) = lkl_harness::check::check_records(&host.console().records()) {
         panic!("while halting: {err}");

@@ -10,7 +10,7 @@
 
 #include HOST_OPS_H
 
-#define NFIELDS 31
+#define NFIELDS 33
 
 size_t lkl_test_layout(size_t *offsets)
 {
@@ -50,6 +50,8 @@ size_t lkl_test_layout(size_t *offsets)
 	F(user_cmpxchg32);
 	F(backtrace);
 	F(stack_walk);
+	F(shadow_map);
+	F(shadow_clear);
 #undef F
 	return sizeof(struct lkl_host_ops);
 }

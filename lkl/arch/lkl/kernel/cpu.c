@@ -37,6 +37,7 @@
 #include <linux/smp.h>
 #include <linux/tick.h>
 #include <asm/cpu.h>
+#include <asm/kasan.h>
 #include <asm/irqflags.h>
 
 struct lkl_cpu lkl_cpus[NR_CPUS];
@@ -338,6 +339,7 @@ void lkl_cpu_interrupt(struct lkl_cpu *c, void (*fn)(void *arg), void *arg)
 
 	if (__builtin_setjmp(jb)) {
 		/* The kernel stopped this CPU for good (halt or panic). */
+		lkl_kasan_forget_frames();
 		lkl_exit_point = saved_exit;
 		lkl_current_ti = saved_ti;
 		return;

@@ -11,6 +11,7 @@
 #include <linux/percpu.h>
 #include <linux/string.h>
 #include <asm/cpu.h>
+#include <asm/kasan.h>
 #include <asm/sections.h>
 
 #define LKL_DEFAULT_MEM_SIZE	(64UL << 20)
@@ -44,6 +45,7 @@ void __init lkl_mem_init(void)
 	arena = lkl_ops->mem_alloc(mem_size);
 	if (!arena)
 		panic("lkl: cannot allocate %lu bytes of memory\n", mem_size);
+	lkl_kasan_clear_arena(arena, mem_size);
 
 	memory_start = (unsigned long)arena;
 	memory_end = memory_start + mem_size;
@@ -165,6 +167,7 @@ bool lkl_addr_in_kernel(unsigned long addr, unsigned long size)
  */
 void lkl_mem_cleanup(void)
 {
+	lkl_kasan_clear_arena(arena, mem_size);
 	lkl_ops->mem_free(arena, mem_size);
 	arena = NULL;
 }

@@ -3,6 +3,7 @@
  * Hooks the generic kernel expects from every architecture, for things a
  * library kernel does not have: registers, user stacks, tracing.
  */
+#include <linux/bug.h>
 #include <linux/kernel.h>
 #include <linux/printk.h>
 #include <linux/ptrace.h>
@@ -88,3 +89,17 @@ const struct seq_operations cpuinfo_op = {
 	.stop	= c_stop,
 	.show	= show_cpuinfo,
 };
+
+/**
+ * is_valid_bugaddr() - whether a trapping address is a BUG() site
+ * @addr: the address
+ *
+ * BUG() and WARN() here call into the kernel directly; no trap instruction
+ * marks them, so report_bug() never gets a trap to decode.
+ *
+ * Return: 0, always.
+ */
+int is_valid_bugaddr(unsigned long addr)
+{
+	return 0;
+}

@@ -22,6 +22,7 @@
 #include <linux/string.h>
 #include <linux/tick.h>
 #include <asm/cpu.h>
+#include <asm/kasan.h>
 #include <asm/setup.h>
 
 #define LKL_INIT_PATH	"/init"
@@ -49,14 +50,17 @@ void __init setup_arch(char **cmdline_p)
 	parse_early_param();
 	lkl_smp_init_cpus();
 	lkl_mem_init();
+	kasan_init();
 }
 
 static void __ref lkl_boot_thread(void *arg)
 {
 	void *jb[LKL_JMP_BUF_WORDS];
 
-	if (__builtin_setjmp(jb))
+	if (__builtin_setjmp(jb)) {
+		lkl_kasan_forget_frames();
 		return;
+	}
 	lkl_exit_point = jb;
 	lkl_current_ti = &init_thread_info;
 	init_task.thread.tid = lkl_thread_id();
@@ -82,6 +86,11 @@ int __ref lkl_start_kernel(const struct lkl_host_ops *ops, const char *cmdline)
 	if (lkl_ops)
 		return -EBUSY;
 	lkl_ops = ops;
+	ret = lkl_kasan_map();
+	if (ret) {
+		lkl_ops = NULL;
+		return ret;
+	}
 	/*
 	 * Not strscpy(): no kernel code that a sanitizer may instrument runs
 	 * on this thread, which is no task's.
@@ -168,6 +177,7 @@ long lkl_sys_halt(void)
 	lkl_syscalls_cleanup();
 	lkl_cpus_cleanup();
 	lkl_mem_cleanup();
+	lkl_kasan_cleanup();
 	return 0;
 }
 

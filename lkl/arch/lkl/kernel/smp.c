@@ -18,6 +18,7 @@
 #include <linux/sched/task.h>
 #include <linux/smp.h>
 #include <asm/cpu.h>
+#include <asm/kasan.h>
 
 /* How long smp_send_stop() waits for the other CPUs to stop. */
 #define LKL_STOP_TIMEOUT_NS	NSEC_PER_SEC
@@ -81,8 +82,10 @@ static void lkl_secondary_thread(void *arg)
 	unsigned int cpu = task_thread_info(idle)->cpu;
 	void *jb[LKL_JMP_BUF_WORDS];
 
-	if (__builtin_setjmp(jb))
+	if (__builtin_setjmp(jb)) {
+		lkl_kasan_forget_frames();
 		return;
+	}
 	lkl_exit_point = jb;
 	lkl_current_ti = task_thread_info(idle);
 	lkl_cpu_take(&lkl_cpus[cpu], false);

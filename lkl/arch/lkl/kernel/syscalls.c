@@ -11,6 +11,7 @@
 #include <linux/sched/task.h>
 #include <linux/syscalls.h>
 #include <asm/cpu.h>
+#include <asm/kasan.h>
 #include <asm/syscall.h>
 #include <asm/unistd.h>
 
@@ -170,6 +171,7 @@ long lkl_host_call(long (*fn)(long nr, long *params, void *data), long nr,
 	 * no CPU is held any more: touch no kernel state.
 	 */
 	if (__builtin_setjmp(jb)) {
+		lkl_kasan_forget_frames();
 		lkl_exit_point = NULL;
 		if (!lkl_exit_ret)
 			lkl_host_task = NULL;

@@ -31,6 +31,7 @@
 #include <linux/slab.h>
 #include <asm/switch_to.h>
 #include <asm/cpu.h>
+#include <asm/kasan.h>
 
 __thread struct thread_info *lkl_current_ti;
 
@@ -207,6 +208,7 @@ void lkl_deschedule(void)
 		/* Only the task's own thread wakes a parked host task. */
 		BUG();
 	}
+	lkl_kasan_forget_frames();
 }
 
 /* Whether @task is current on a free CPU (for lkl_task_enter()). */
@@ -364,8 +366,10 @@ static void lkl_thread_bootstrap(void *arg)
 	void *jb[LKL_JMP_BUF_WORDS];
 	int ret;
 
-	if (__builtin_setjmp(jb))
+	if (__builtin_setjmp(jb)) {
+		lkl_kasan_forget_frames();
 		return;
+	}
 	lkl_exit_point = jb;
 
 	lkl_ops->sem_down(p->thread.sched_sem);

@@ -2,8 +2,9 @@
 #ifndef _ASM_LKL_PGTABLE_H
 #define _ASM_LKL_PGTABLE_H
 
-#include <asm-generic/pgtable-nopud.h>
+/* pgd_t first: the folded levels are defined in terms of it. */
 #include <asm/page.h>
+#include <asm-generic/pgtable-nopud.h>
 
 /* No MMU: the generic folded page tables are all there is. */
 #define PAGE_NONE		__pgprot(0)

@@ -70,6 +70,11 @@ struct lkl_timer;
  * @stack_walk: fill @pcs with up to @max return addresses of the calling
  *	thread's frames, innermost first, starting with the caller's own
  *	frame; returns how many
+ * @shadow_map: map @len bytes of zeroed read/write memory at @addr, for
+ *	KASAN's shadow, reserving address space but no memory; the same range
+ *	for every kernel of the process, mapped once; 0 or -1
+ * @shadow_clear: return @len bytes at @addr, inside the range of
+ *	@shadow_map, to zeroes (and their memory to the host)
  */
 struct lkl_host_ops {
 	void *ctx;
@@ -121,6 +126,9 @@ struct lkl_host_ops {
 
 	unsigned long (*backtrace)(void *ctx, char *buf, unsigned long len);
 	unsigned long (*stack_walk)(unsigned long *pcs, unsigned long max);
+
+	int (*shadow_map)(unsigned long addr, unsigned long len);
+	void (*shadow_clear)(unsigned long addr, unsigned long len);
 };
 
 /**

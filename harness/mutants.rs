@@ -1,0 +1,305 @@
+//! Mutation testing of the kernel side: does the test suite catch a
+//! realistic bug in the system call?
+//!
+//! A mutant is a patch on top of `lkl/patches/` (the project's are in
+//! `lkl/mutants/`: memory bugs, undefined behaviour, a data race and plain
+//! logic bugs in `kernel/hello.c`). For each mutant and each chosen kernel
+//! variant, [`run_one`] builds the kernel with the mutant applied, in a
+//! build directory of its own that starts as a copy of the variant's, so
+//! only the files the mutant changes are compiled. It then runs the chosen
+//! test targets with `cargo test`, with [`Kernel::boot`](crate::Kernel::boot)
+//! loading the mutant's library (`LKL_LIBRARY`). A failing test catches
+//! the mutant; a mutant that does not build is an error, never a catch.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use crate::kbuild::{Spec, Variant};
+
+/// The test targets run against each mutant unless told otherwise: the
+/// ones that call `hello()` through [`Kernel::boot`](crate::Kernel::boot).
+pub const DEFAULT_TESTS: [&str; 4] = ["hello_contract", "hello_abi", "snapshots", "stress"];
+
+/// The kernels each mutant is built for unless told otherwise: the
+/// contract tests on the default kernel, the memory checkers on the debug
+/// kernel.
+pub const DEFAULT_KERNELS: [Variant; 2] = [Variant::Default, Variant::Debug];
+
+/// What happened to one mutant on one kernel.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Verdict {
+    /// A test failed.
+    Caught {
+        /// The test target and the failing test (`hello_contract::nonzero_pad_is_einval`).
+        test: String,
+        /// The first line of its failure message.
+        message: String,
+    },
+    /// Every test passed: the suite misses the bug.
+    Survived,
+    /// The mutant did not build or apply (not a catch).
+    BuildFailed(String),
+    /// The tests could not be run at all (cargo failed before testing).
+    NotRun(String),
+}
+
+impl Verdict {
+    /// Whether the mutant was caught.
+    pub fn caught(&self) -> bool {
+        matches!(self, Verdict::Caught { .. })
+    }
+}
+
+/// One row of the table.
+#[derive(Clone, Debug)]
+pub struct Outcome {
+    /// The mutant's name (its file name without `.patch`).
+    pub mutant: String,
+    /// The kernel it was built for.
+    pub kernel: Variant,
+    /// The verdict.
+    pub verdict: Verdict,
+    /// Building the mutant's kernel.
+    pub build: Duration,
+    /// Running the tests.
+    pub test: Duration,
+}
+
+/// The `*.patch` files of `dir`, sorted, whose names contain `filter`.
+pub fn find(dir: &Path, filter: Option<&str>) -> Result<Vec<PathBuf>, String> {
+    let entries = std::fs::read_dir(dir)
+        .map_err(|e| format!("cannot list mutants in {}: {e}", dir.display()))?;
+    let mut found: Vec<PathBuf> = entries
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "patch"))
+        .filter(|p| filter.is_none_or(|f| crate::kbuild::mutant_name(p).contains(f)))
+        .collect();
+    found.sort();
+    if found.is_empty() {
+        return Err(format!(
+            "no mutant {}in {}: a mutant is a git-format patch of the kernel source, `<name>.patch`",
+            filter.map(|f| format!("matching {f:?} ")).unwrap_or_default(),
+            dir.display()
+        ));
+    }
+    Ok(found)
+}
+
+/// The target directory `cargo test` uses for `variant`'s kernel, as CI
+/// and the README do (`target/kdebug` for `LKL_KERNEL=debug`): each
+/// variant keeps its own compiled tests, and all share the kernel cache.
+pub fn target_dir(manifest: &Path, variant: Variant) -> PathBuf {
+    let target = manifest.join("target");
+    if variant == Variant::Default {
+        return target;
+    }
+    target.join(format!("k{}", variant.name()))
+}
+
+/// Builds `mutant` for `kernel` and runs `tests` (test targets) against
+/// it, with `filter` passed on to the test binaries.
+pub fn run_one(mutant: &Path, kernel: Variant, tests: &[String], filter: Option<&str>) -> Outcome {
+    let name = crate::kbuild::mutant_name(mutant);
+    let spec = Spec {
+        variant: kernel,
+        mutants: vec![mutant.to_path_buf()],
+    };
+    let started = Instant::now();
+    let library = crate::seeded::build(&spec);
+    let build = started.elapsed();
+    let library = match library {
+        Ok(library) => library,
+        Err(e) => {
+            return Outcome {
+                mutant: name,
+                kernel,
+                verdict: Verdict::BuildFailed(e),
+                build,
+                test: Duration::ZERO,
+            }
+        }
+    };
+    let started = Instant::now();
+    let verdict = run_tests(&library, kernel, tests, filter);
+    Outcome {
+        mutant: name,
+        kernel,
+        verdict,
+        build,
+        test: started.elapsed(),
+    }
+}
+
+/// Runs `cargo test` for `kernel` with `LKL_LIBRARY=library`.
+fn run_tests(library: &Path, kernel: Variant, tests: &[String], filter: Option<&str>) -> Verdict {
+    let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let target = target_dir(manifest, kernel);
+    if kernel != Variant::Default {
+        if let Err(e) = link_cache(&target) {
+            return Verdict::NotRun(e);
+        }
+    }
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let mut cmd = Command::new(cargo);
+    cmd.current_dir(manifest).arg("test").arg("--quiet");
+    for test in tests {
+        cmd.arg("--test").arg(test);
+    }
+    cmd.arg("--");
+    if let Some(filter) = filter {
+        cmd.arg(filter);
+    }
+    cmd.env("CARGO_TARGET_DIR", &target)
+        .env("LKL_LIBRARY", library)
+        .env_remove("LKL_CPUS");
+    if kernel == Variant::Default {
+        cmd.env_remove("LKL_KERNEL");
+    } else {
+        cmd.env("LKL_KERNEL", kernel.name());
+    }
+    let output = match cmd.output() {
+        Ok(o) => o,
+        Err(e) => return Verdict::NotRun(format!("cannot run cargo test: {e}")),
+    };
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    if output.status.success() {
+        return Verdict::Survived;
+    }
+    match first_failure(&text) {
+        Some((test, message)) => Verdict::Caught { test, message },
+        None => Verdict::NotRun(format!(
+            "cargo test failed before any test failed:\n{}",
+            tail(&text, 30)
+        )),
+    }
+}
+
+/// `target/<dir>/lkl` links to the shared kernel cache, as in CI.
+fn link_cache(target: &Path) -> Result<(), String> {
+    let link = target.join("lkl");
+    if link.exists() {
+        return Ok(());
+    }
+    std::fs::create_dir_all(target)
+        .map_err(|e| format!("cannot create {}: {e}", target.display()))?;
+    std::os::unix::fs::symlink("../lkl", &link)
+        .map_err(|e| format!("cannot link {} to the kernel cache: {e}", link.display()))
+}
+
+/// The first failing test in `cargo test` output, and the first line of
+/// its message: `(target::test, message)`.
+pub fn first_failure(output: &str) -> Option<(String, String)> {
+    let mut target = String::new();
+    let mut lines = output.lines();
+    while let Some(line) = lines.next() {
+        let trimmed = line.trim();
+        if let Some(rest) = trimmed.strip_prefix("Running ") {
+            // "Running tests/hello_contract.rs (target/...)"
+            let path = rest.split_whitespace().next().unwrap_or_default();
+            target = Path::new(path)
+                .file_stem()
+                .map(|s| s.to_string_lossy().into_owned())
+                .unwrap_or_default();
+        }
+        let Some(test) = trimmed
+            .strip_prefix("---- ")
+            .and_then(|r| r.strip_suffix(" stdout ----"))
+        else {
+            continue;
+        };
+        let mut message = String::new();
+        for line in lines.by_ref() {
+            if line.contains("panicked at") {
+                continue;
+            }
+            if !line.trim().is_empty() {
+                message = line.trim().to_string();
+                break;
+            }
+        }
+        let test = if target.is_empty() {
+            test.to_string()
+        } else {
+            format!("{target}::{test}")
+        };
+        return Some((test, message));
+    }
+    None
+}
+
+fn tail(text: &str, n: usize) -> String {
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(n)..].join("\n")
+}
+
+/// The table, one row per mutant and kernel.
+pub fn table(outcomes: &[Outcome]) -> String {
+    let mut out = format!(
+        "{:<22} {:<8} {:<9} {:>7} {:>7}  caught by\n",
+        "mutant", "kernel", "verdict", "build", "tests"
+    );
+    for o in outcomes {
+        let (verdict, detail) = match &o.verdict {
+            Verdict::Caught { test, message } => ("caught", format!("{test}: {message}")),
+            Verdict::Survived => ("SURVIVED", "every test passed".to_string()),
+            Verdict::BuildFailed(e) => ("NO BUILD", first_line(e)),
+            Verdict::NotRun(e) => ("NOT RUN", first_line(e)),
+        };
+        let mut detail = detail;
+        if detail.chars().count() > 150 {
+            detail = detail.chars().take(147).collect::<String>() + "...";
+        }
+        out.push_str(&format!(
+            "{:<22} {:<8} {:<9} {:>6.1}s {:>6.1}s  {detail}\n",
+            o.mutant,
+            o.kernel.name(),
+            verdict,
+            o.build.as_secs_f64(),
+            o.test.as_secs_f64(),
+        ));
+    }
+    out
+}
+
+fn first_line(text: &str) -> String {
+    text.lines()
+        .find(|l| !l.trim().is_empty())
+        .unwrap_or_default()
+        .trim()
+        .to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_first_failure_names_target_test_and_message() {
+        let output = "\
+     Running tests/hello_abi.rs (target/kdebug/debug/deps/hello_abi-1)
+     Running tests/hello_contract.rs (target/kdebug/debug/deps/hello_contract-2)
+
+running 2 tests
+failures:
+
+---- nonzero_pad_is_einval stdout ----
+
+thread 'nonzero_pad_is_einval' panicked at tests/hello_contract.rs:111:5:
+assertion `left == right` failed: pad 1
+  left: Ok(())
+";
+        assert_eq!(
+            first_failure(output),
+            Some((
+                "hello_contract::nonzero_pad_is_einval".into(),
+                "assertion `left == right` failed: pad 1".into()
+            ))
+        );
+        assert_eq!(first_failure("test result: ok. 3 passed"), None);
+    }
+}
