@@ -73,9 +73,15 @@ fn run() -> Result<()> {
         None => None,
         Some(dir) => Some(fs::canonicalize(&dir).map_err(|e| io_err("find", Path::new(&dir), e))?),
     };
+    // A canonical path too: `target/kdebug/lkl` is a link to `target/lkl`
+    // (see README), and make must see one build directory under one name,
+    // or the other name's builds would rebuild everything.
+    let cache_dir = target_dir.join("lkl");
+    fs::create_dir_all(&cache_dir).map_err(|e| io_err("create", &cache_dir, e))?;
+    let cache_dir = fs::canonicalize(&cache_dir).map_err(|e| io_err("find", &cache_dir, e))?;
     let cache = Cache {
         manifest: manifest.clone(),
-        dir: target_dir.join("lkl"),
+        dir: cache_dir,
         own_tree,
         report: warn,
         // make shares cargo's jobs instead of adding its own -j.
