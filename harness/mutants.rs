@@ -35,6 +35,10 @@ pub enum Verdict {
         test: String,
         /// The first line of its failure message.
         message: String,
+        /// The first report of a kernel checker (KASAN, UBSAN, kmemleak,
+        /// KCSAN, lockdep, WARN) in the tests' output, with the first
+        /// `kernel/hello.c` frame after it, if any.
+        report: Option<String>,
     },
     /// Every test passed: the suite misses the bug.
     Survived,
@@ -171,7 +175,11 @@ fn run_tests(library: &Path, kernel: Variant, tests: &[String], filter: Option<&
         return Verdict::Survived;
     }
     match first_failure(&text) {
-        Some((test, message)) => Verdict::Caught { test, message },
+        Some((test, message)) => Verdict::Caught {
+            test,
+            message,
+            report: first_report(&text),
+        },
         None => Verdict::NotRun(format!(
             "cargo test failed before any test failed:\n{}",
             tail(&text, 30)
@@ -232,6 +240,41 @@ pub fn first_failure(output: &str) -> Option<(String, String)> {
     None
 }
 
+/// The first kernel checker report in `output` (its title line, without
+/// the timestamp) and, for a report whose title does not name the source
+/// line, the first frame in `kernel/hello.c` after it.
+pub fn first_report(output: &str) -> Option<String> {
+    let lines: Vec<&str> = output.lines().collect();
+    let at = lines.iter().position(|l| {
+        l.contains("BUG: KASAN:")
+            || l.contains("UBSAN:")
+            || l.contains("unreferenced object 0x")
+            || l.contains("BUG: KCSAN:")
+            || (crate::check::is_splat(l) && !l.contains("suspected memory leak"))
+    })?;
+    let strip = |l: &str| {
+        let l = l.trim();
+        // "[    0.157949] [T31] BUG: ..." -> "BUG: ..."
+        match l.rfind("] ") {
+            Some(i) if l.starts_with('[') => l[i + 2..].trim().to_string(),
+            _ => l.to_string(),
+        }
+    };
+    let title = strip(lines[at]);
+    if title.contains("kernel/hello.c:") {
+        return Some(title);
+    }
+    let frame = lines[at + 1..]
+        .iter()
+        .take(80)
+        .find(|l| l.contains("(kernel/hello.c:"))
+        .map(|l| strip(l).trim_start_matches("kmemleak:").trim().to_string());
+    Some(match frame {
+        Some(frame) => format!("{title} at {frame}"),
+        None => title,
+    })
+}
+
 fn tail(text: &str, n: usize) -> String {
     let lines: Vec<&str> = text.lines().collect();
     lines[lines.len().saturating_sub(n)..].join("\n")
@@ -245,14 +288,24 @@ pub fn table(outcomes: &[Outcome]) -> String {
     );
     for o in outcomes {
         let (verdict, detail) = match &o.verdict {
-            Verdict::Caught { test, message } => ("caught", format!("{test}: {message}")),
+            Verdict::Caught {
+                test,
+                message,
+                report,
+            } => (
+                "caught",
+                match report {
+                    Some(report) => format!("{test}: {report}"),
+                    None => format!("{test}: {message}"),
+                },
+            ),
             Verdict::Survived => ("SURVIVED", "every test passed".to_string()),
             Verdict::BuildFailed(e) => ("NO BUILD", first_line(e)),
             Verdict::NotRun(e) => ("NOT RUN", first_line(e)),
         };
         let mut detail = detail;
-        if detail.chars().count() > 150 {
-            detail = detail.chars().take(147).collect::<String>() + "...";
+        if detail.chars().count() > 220 {
+            detail = detail.chars().take(217).collect::<String>() + "...";
         }
         out.push_str(&format!(
             "{:<22} {:<8} {:<9} {:>6.1}s {:>6.1}s  {detail}\n",
@@ -301,5 +354,28 @@ assertion `left == right` failed: pad 1
             ))
         );
         assert_eq!(first_failure("test result: ok. 3 passed"), None);
+    }
+
+    #[test]
+    fn the_first_report_names_the_class_and_the_line_in_hello() {
+        let output = "\
+the kernel reported a bug: the log has 3 warning line(s):
+  [    0.158] [T31] BUG: KASAN: slab-use-after-free in string+0xe1/0x1e0 (lib/vsprintf.c:646)
+[    0.158] [T31]  _printk+0xac/0xc6 (kernel/printk/printk.c:2423)
+[    0.158] [T31]  __se_sys_hello.cold+0x32/0x39 (kernel/hello.c:78)
+";
+        assert_eq!(
+            first_report(output).as_deref(),
+            Some(
+                "BUG: KASAN: slab-use-after-free in string+0xe1/0x1e0 (lib/vsprintf.c:646) \
+                 at __se_sys_hello.cold+0x32/0x39 (kernel/hello.c:78)"
+            )
+        );
+        let ubsan = "[ 0.15] [T32] UBSAN: shift-out-of-bounds in kernel/hello.c:59:24\n";
+        assert_eq!(
+            first_report(ubsan).as_deref(),
+            Some("UBSAN: shift-out-of-bounds in kernel/hello.c:59:24")
+        );
+        assert_eq!(first_report("assertion failed"), None);
     }
 }
