@@ -439,8 +439,15 @@ mod tests {
         fired_rx.recv_timeout(Duration::from_secs(5)).unwrap();
         // An arming made while it runs, which the free must cancel.
         t.set_oneshot(MS).unwrap();
+        let shared = t.shared.clone();
         std::thread::scope(|s| {
             let freeing = s.spawn(move || drop(t));
+            // Let the callback return only once the free has begun: were
+            // it to return first, the pending arming would rightly fire
+            // (and block on the gate, with the free waiting for it).
+            while !shared.state.lock().stopped {
+                std::thread::yield_now();
+            }
             gate_tx.send(()).unwrap();
             freeing.join().unwrap();
         });
