@@ -215,21 +215,28 @@ fn rss_kib() -> Result<u64> {
         .context("no VmRSS in /proc/self/status")
 }
 
-fn memory_per_instance(args: &BenchArgs, kernel: &KernelArgs, report: &mut Report) -> Result<()> {
+/// MiB of this process's RSS per kernel, over `instances` kernels from
+/// `boot` alive at once (halted afterwards).
+fn rss_per_instance(
+    instances: u32,
+    boot: impl Fn() -> Result<Kernel, lkl_harness::Error>,
+) -> Result<f64> {
     let before = rss_kib()?;
-    let kernels = (0..args.instances)
-        .map(|_| Kernel::boot(kernel.boot_options()))
+    let kernels = (0..instances)
+        .map(|_| boot())
         .collect::<Result<Vec<_>, _>>()?;
     let after = rss_kib()?;
     for k in kernels {
         k.halt()?;
     }
+    Ok(after.saturating_sub(before) as f64 / f64::from(instances) / 1024.0)
+}
+
+fn memory_per_instance(args: &BenchArgs, kernel: &KernelArgs, report: &mut Report) -> Result<()> {
+    let mib = rss_per_instance(args.instances, || Kernel::boot(kernel.boot_options()))?;
     report.add(
         format!("RSS per extra instance (mem={}M)", kernel.mem),
-        format!(
-            "{:.1}",
-            after.saturating_sub(before) as f64 / f64::from(args.instances) / 1024.0
-        ),
+        format!("{mib:.1}"),
         "MiB",
         format!(
             "VmRSS of /proc/self/status before and after booting {} private kernels, divided",
@@ -703,20 +710,10 @@ fn debug_figures(args: &BenchArgs, kernel: &KernelArgs, report: &mut Report) -> 
             format!("stress::run, 1 thread × {calls} quiet calls, private kernel"),
         );
 
-        let before = rss_kib()?;
-        let kernels = (0..args.instances)
-            .map(|_| boot(library))
-            .collect::<Result<Vec<_>, _>>()?;
-        let after = rss_kib()?;
-        for k in kernels {
-            k.halt()?;
-        }
+        let mib = rss_per_instance(args.instances, || boot(library))?;
         report.add(
             format!("{name} kernel: RSS per instance (mem={}M)", kernel.mem),
-            format!(
-                "{:.1}",
-                after.saturating_sub(before) as f64 / f64::from(args.instances) / 1024.0
-            ),
+            format!("{mib:.1}"),
             "MiB",
             format!(
                 "VmRSS before and after booting {} of them, divided",
