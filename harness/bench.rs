@@ -9,7 +9,7 @@ use std::time::{Duration, Instant, SystemTime};
 use anyhow::{bail, Context, Result};
 use clap::Args;
 use lkl_harness::stress::{self, fmt_ns, Loudness};
-use lkl_harness::{sys, BootOptions, Kernel, StressOptions};
+use lkl_harness::{BootOptions, Kernel, StressOptions};
 use serde::Serialize;
 
 use crate::cli::KernelArgs;
@@ -250,11 +250,11 @@ fn getpid_round_trip(args: &BenchArgs, kernel: &Kernel, report: &mut Report) {
     let calls = args.getpid_calls.max(1);
     // The first call gives this thread its task; warm the caches too.
     for _ in 0..1000 {
-        kernel.syscall_raw(sys::__NR_getpid, &[]);
+        let _ = kernel.getpid();
     }
     let started = Instant::now();
     for _ in 0..calls {
-        std::hint::black_box(kernel.syscall_raw(sys::__NR_getpid, &[]));
+        let _ = std::hint::black_box(kernel.getpid());
     }
     let through_kernel = started.elapsed().as_nanos() as f64 / calls as f64;
     let started = Instant::now();
@@ -267,7 +267,7 @@ fn getpid_round_trip(args: &BenchArgs, kernel: &Kernel, report: &mut Report) {
         "getpid() through the library",
         format!("{through_kernel:.0}"),
         "ns/call",
-        format!("{calls} × kernel.syscall_raw(__NR_getpid), one thread"),
+        format!("{calls} × kernel.getpid(), one thread"),
     );
     report.add(
         "getpid() native (host kernel)",
@@ -321,18 +321,24 @@ fn user_copy_cost(args: &BenchArgs, hello_ns: f64, report: &mut Report) {
     });
     let fast = per_copy(&mut || {
         let src = std::hint::black_box(user.as_ptr());
-        std::hint::black_box(lkl_sim::uaccess::copy_from_user_slice(&mut kernel_buf, src));
+        // SAFETY: `user` is ours and never written.
+        std::hint::black_box(unsafe {
+            lkl_sim::uaccess::copy_from_user_slice(&mut kernel_buf, src)
+        });
     });
     let probe = per_copy(&mut || {
         let src = std::hint::black_box(user.as_ptr());
-        std::hint::black_box(lkl_sim::uaccess::copy_from_user_slice_probe(
-            &mut kernel_buf,
-            src,
-        ));
+        // SAFETY: `user` is ours and never written.
+        std::hint::black_box(unsafe {
+            lkl_sim::uaccess::copy_from_user_slice_probe(&mut kernel_buf, src)
+        });
     });
     let faulting = per_copy(&mut || {
         let src = std::hint::black_box(std::ptr::null::<u8>());
-        std::hint::black_box(lkl_sim::uaccess::copy_from_user_slice(&mut kernel_buf, src));
+        // SAFETY: NULL is invalid memory: the copy faults and is caught.
+        std::hint::black_box(unsafe {
+            lkl_sim::uaccess::copy_from_user_slice(&mut kernel_buf, src)
+        });
     });
     let command = format!("{copies} × 16-byte copy, lkl_sim::uaccess");
     report.add(
@@ -447,12 +453,12 @@ fn getpid_rate(kernel: &Kernel, threads: usize, calls: u64) -> f64 {
                 let ready = &ready;
                 s.spawn(move || {
                     for _ in 0..1000 {
-                        kernel.syscall_raw(sys::__NR_getpid, &[]);
+                        let _ = kernel.getpid();
                     }
                     ready.wait();
                     let first = Instant::now();
                     for _ in 0..calls {
-                        std::hint::black_box(kernel.syscall_raw(sys::__NR_getpid, &[]));
+                        let _ = std::hint::black_box(kernel.getpid());
                     }
                     (first, Instant::now())
                 })
@@ -594,7 +600,7 @@ fn smp_figures(args: &BenchArgs, kernel: &KernelArgs, report: &mut Report) -> Re
         for (i, cpus) in [1, 4].into_iter().enumerate() {
             let started = Instant::now();
             let k = boot_cpus(kernel, cpus)?;
-            k.syscall(sys::__NR_getpid, &[])?;
+            k.getpid()?;
             boots[i].push(started.elapsed().as_nanos() as f64);
             k.halt()?;
         }

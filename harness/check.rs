@@ -353,24 +353,12 @@ impl Kernel {
     fn mount_once(&self, dir: &str, fstype: &str) -> Result<(), Errno> {
         let path = std::ffi::CString::new(dir).expect("no NUL in a mount point");
         let fs = std::ffi::CString::new(fstype).expect("no NUL in a file system type");
-        match self.syscall(
-            sys::__NR_mkdirat,
-            &[sys::AT_FDCWD as i64, path.as_ptr() as i64, 0o755],
-        ) {
-            Ok(_) | Err(Errno::EEXIST) => {}
+        match self.mkdir(&path, 0o755) {
+            Ok(()) | Err(Errno::EEXIST) => {}
             Err(e) => return Err(e),
         }
-        match self.syscall(
-            sys::__NR_mount,
-            &[
-                fs.as_ptr() as i64,
-                path.as_ptr() as i64,
-                fs.as_ptr() as i64,
-                0,
-                0,
-            ],
-        ) {
-            Ok(_) | Err(Errno::EBUSY) => Ok(()),
+        match self.mount(&fs, &path, &fs, 0) {
+            Ok(()) | Err(Errno::EBUSY) => Ok(()),
             Err(e) => Err(e),
         }
     }
@@ -378,21 +366,11 @@ impl Kernel {
     /// Writes `data` to the file at `path` in one write(2).
     fn write_file(&self, path: &str, data: &[u8]) -> Result<(), Errno> {
         let path = std::ffi::CString::new(path).expect("no NUL in a path");
-        let fd = self.syscall(
-            sys::__NR_openat,
-            &[
-                sys::AT_FDCWD as i64,
-                path.as_ptr() as i64,
-                sys::O_WRONLY as i64,
-            ],
-        )?;
-        let written = self.syscall(
-            sys::__NR_write,
-            &[fd, data.as_ptr() as i64, data.len() as i64],
-        );
-        let closed = self.syscall(sys::__NR_close, &[fd]);
+        let fd = self.open(&path, sys::O_WRONLY, 0)?;
+        let written = self.write(fd, data);
+        let closed = self.close(fd);
         written?;
-        closed.map(drop)
+        closed
     }
 
     /// Checks the log for reports of kernel bugs: `WARNING:`, `BUG:`,
@@ -459,7 +437,7 @@ impl Kernel {
     ///
     /// let kernel = Kernel::boot(BootOptions::default()).unwrap();
     /// let _watchdog = kernel.watchdog(Duration::from_secs(60));
-    /// assert_eq!(kernel.syscall(sys::__NR_getpid, &[]), Ok(1));
+    /// assert_eq!(kernel.getpid(), Ok(1));
     /// ```
     pub fn watchdog(&self, timeout: Duration) -> Watchdog {
         let (disarm, armed) = crossbeam_channel::bounded::<()>(0);
@@ -566,7 +544,11 @@ mod tests {
         let Err(Error::Splat { lines, log, .. }) = check_records(&records) else {
             panic!("a WARNING is a splat");
         };
-        assert_eq!(lines, ["WARNING: CPU: 0 PID: 1 at x.c:1 f"]);
+        // Every line of a record carries its prefix, as in dmesg.
+        assert_eq!(
+            lines,
+            ["[    1.500000] [T1] WARNING: CPU: 0 PID: 1 at x.c:1 f"]
+        );
         assert!(log.starts_with("[    1.500000] [T1] quiet\n"), "{log}");
         assert!(log.contains("cut here"), "{log}");
         assert!(check_records(&records[..1]).is_ok());

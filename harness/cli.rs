@@ -7,7 +7,7 @@ use anyhow::{bail, Context, Result};
 use clap::{Args, Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
 use lkl_harness::stress::{self, Loudness};
-use lkl_harness::{log, sys, BootOptions, Kernel, Record, StressOptions};
+use lkl_harness::{log, BootOptions, Kernel, Record, StressOptions};
 use serde::Serialize;
 
 use crate::bench::{self, BenchArgs};
@@ -362,9 +362,7 @@ fn boot(cli: &Cli) -> Result<()> {
 
 fn boot_once(kernel: &KernelArgs, started: Instant) -> Result<()> {
     let kernel = boot_linked(kernel)?;
-    kernel
-        .syscall(sys::__NR_getpid, &[])
-        .context("getpid in the fresh kernel")?;
+    kernel.getpid().context("getpid in the fresh kernel")?;
     println!("{}", started.elapsed().as_nanos());
     kernel.halt()?;
     Ok(())

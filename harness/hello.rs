@@ -65,25 +65,47 @@ impl HelloArgs {
 
 impl Kernel {
     /// `hello(args, sizeof(*args))`.
+    ///
+    /// Safe: hello(2) writes no user memory. It reads `args` and the name
+    /// `args.name` points to; a name address that is invalid (or no longer
+    /// valid) gives `EFAULT` or the bytes that are there now, never a
+    /// fault or a write.
     pub fn hello(&self, args: &HelloArgs) -> Result<(), Errno> {
-        self.hello_raw(
-            args as *const HelloArgs as usize,
-            std::mem::size_of::<HelloArgs>(),
-        )
+        // SAFETY: hello(2) only reads: `args`, which we borrow, and the
+        // name through the fault-safe `strncpy_from_user`.
+        unsafe {
+            self.hello_raw(
+                args as *const HelloArgs as usize,
+                std::mem::size_of::<HelloArgs>(),
+            )
+        }
     }
 
     /// `hello(buf, buf.len())`: `buf` holds a struct of any size (an older,
     /// newer or truncated version), e.g. [`HelloArgs::to_bytes`] followed
     /// by an extension.
     pub fn hello_bytes(&self, buf: &[u8]) -> Result<(), Errno> {
-        self.hello_raw(buf.as_ptr() as usize, buf.len())
+        // SAFETY: hello(2) only reads its arguments: `buf` for its length,
+        // and the name it points to (read by `strncpy_from_user`, which
+        // stops at a fault and gives EFAULT).
+        unsafe { self.hello_raw(buf.as_ptr() as usize, buf.len()) }
     }
 
     /// `hello(uargs, size)` with any address and size, valid or not: for
     /// testing how the kernel treats bad input. A bad address gives
     /// `EFAULT`; it never faults the process.
-    pub fn hello_raw(&self, uargs: usize, size: usize) -> Result<(), Errno> {
-        self.syscall(NR_HELLO, &[uargs as i64, size as i64])
-            .map(|_| ())
+    ///
+    /// # Safety
+    ///
+    /// hello(2) reads `uargs..uargs + size` and, through it, the name; it
+    /// writes nothing. The kernel's copies run in this process, so valid
+    /// memory in those ranges must not be written by another thread during
+    /// the call (that would be a data race). Invalid addresses are fine.
+    /// A mutant `hello()` that writes user memory is outside this contract:
+    /// run it only with buffers it may scribble on.
+    pub unsafe fn hello_raw(&self, uargs: usize, size: usize) -> Result<(), Errno> {
+        // SAFETY: hello(2) takes (uargs, size) and only reads through
+        // uargs, as our caller allows.
+        unsafe { self.syscall(NR_HELLO, &[uargs as i64, size as i64]) }.map(|_| ())
     }
 }

@@ -42,8 +42,10 @@ pub const DEFAULT_CPUS: u32 = 2;
 /// The most CPUs the kernel was built for (`CONFIG_NR_CPUS`).
 pub const MAX_CPUS: u32 = crate::sys::kconfig::NR_CPUS;
 
-/// The least memory the kernel boots with, in MiB.
-pub const MIN_MEM_MIB: u32 = 8;
+/// The least memory the kernel boots with, in MiB. The debug kernel
+/// needs more: its stack depot (KASAN's and kmemleak's stacks) takes a
+/// 16 MiB hash table at boot.
+pub const MIN_MEM_MIB: u32 = if cfg!(lkl_kernel = "debug") { 32 } else { 8 };
 
 /// The most memory a kernel may have, in MiB. The arena itself is only
 /// reserved, but the kernel's map of it (`struct page`s, 1.6 % of it) is
@@ -441,7 +443,21 @@ impl Kernel {
 
     /// Makes a system call; returns the raw result (negative errno on
     /// failure). `args` may hold up to six arguments.
-    pub fn syscall_raw(&self, nr: u32, args: &[i64]) -> i64 {
+    ///
+    /// Prefer the typed, safe calls of [`crate::calls`] (`getpid`, `open`,
+    /// `read`, ...) and [`Kernel::hello`]; this is for calls they lack and
+    /// for deliberately bad arguments.
+    ///
+    /// # Safety
+    ///
+    /// The kernel may write through any argument that the system call
+    /// `nr` takes as a pointer, as far as its ABI says. Each such argument
+    /// must be either an address no valid Rust object occupies (NULL, an
+    /// unmapped or protected page, the kernel's own memory: the call then
+    /// fails with `EFAULT`) or point to memory the caller may overwrite
+    /// for the length the call writes, with no live reference to it, and
+    /// that no other thread accesses during the call.
+    pub unsafe fn syscall_raw(&self, nr: u32, args: &[i64]) -> i64 {
         assert!(args.len() <= 6, "a system call takes at most six arguments");
         assert!(
             !self.halted.load(Ordering::SeqCst),
@@ -469,8 +485,15 @@ impl Kernel {
     }
 
     /// Makes a system call; a negative result becomes an [`Errno`].
-    pub fn syscall(&self, nr: u32, args: &[i64]) -> Result<i64, Errno> {
-        Errno::result(self.syscall_raw(nr, args))
+    ///
+    /// # Safety
+    ///
+    /// As for [`syscall_raw`](Self::syscall_raw): every pointer argument
+    /// is invalid or points to memory the caller may let the kernel
+    /// overwrite.
+    pub unsafe fn syscall(&self, nr: u32, args: &[i64]) -> Result<i64, Errno> {
+        // SAFETY: forwarded to our caller.
+        Errno::result(unsafe { self.syscall_raw(nr, args) })
     }
 
     /// Waits until every record the kernel logged before this call has
@@ -523,26 +546,13 @@ impl Kernel {
     }
 
     fn set_affinity(&self, cpus: &[u32]) -> Result<(), Errno> {
-        let mut mask = [0u64; (MAX_CPUS as usize).div_ceil(64)];
-        for &cpu in cpus {
-            mask[cpu as usize / 64] |= 1 << (cpu % 64);
-        }
-        self.syscall(
-            crate::sys::__NR_sched_setaffinity,
-            &[0, std::mem::size_of_val(&mask) as i64, mask.as_ptr() as i64],
-        )
-        .map(|_| ())
+        self.sched_setaffinity(cpus)
     }
 
     /// The CPU the calling thread's kernel task runs on (`getcpu`).
     pub fn current_cpu(&self) -> u32 {
-        let mut cpu: u32 = u32::MAX;
-        self.syscall(
-            crate::sys::__NR_getcpu,
-            &[&mut cpu as *mut u32 as i64, 0, 0],
-        )
-        .expect("getcpu cannot fail with a valid pointer");
-        cpu
+        self.getcpu()
+            .expect("getcpu cannot fail with a valid pointer")
     }
 
     /// Runs `f` with the kernel's code and debug information, to turn the

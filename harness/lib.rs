@@ -7,10 +7,10 @@
 //! calls from any thread and captures every printk record.
 //!
 //! ```
-//! use lkl_harness::{sys, BootOptions, Kernel};
+//! use lkl_harness::{BootOptions, Kernel};
 //!
 //! let kernel = Kernel::boot(BootOptions::default()).expect("the kernel boots");
-//! let pid = kernel.syscall(sys::__NR_getpid, &[]).expect("getpid works");
+//! let pid = kernel.getpid().expect("getpid works");
 //! assert_eq!(pid, 1);
 //! assert!(kernel.dmesg().contains("Linux version 6.12"));
 //! kernel.halt().expect("the kernel halts");
@@ -19,6 +19,7 @@
 //! | module | what |
 //! | --- | --- |
 //! | [`kernel`] | boot, system calls, log, halt |
+//! | [`calls`] | typed, safe system calls: `getpid`, `open`, `read`, `mount`, ... |
 //! | [`errno`] | [`Errno`], with the kernel's names |
 //! | [`hello`] | the `hello` system call, typed |
 //! | [`log`] | the records a closure caused ([`Kernel::capture`]), normalisation for snapshots |
@@ -36,6 +37,7 @@
 #![warn(clippy::undocumented_unsafe_blocks)]
 #![warn(missing_docs)]
 
+pub mod calls;
 pub mod check;
 pub mod errno;
 mod ffi;

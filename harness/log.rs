@@ -30,14 +30,13 @@ use regex::Regex;
 pub use lkl_sim::{Caller, Origin, Record};
 
 use crate::kernel::Kernel;
-use crate::sys;
 
 impl Kernel {
     /// The kernel task id of the calling thread (`gettid()` through the
     /// kernel; the first call from a thread gives it its task).
     pub fn current_tid(&self) -> u32 {
         let tid = self
-            .syscall(sys::__NR_gettid, &[])
+            .gettid()
             .expect("gettid cannot fail in a booted kernel");
         u32::try_from(tid).expect("a task id is a positive 32-bit number")
     }
@@ -138,22 +137,28 @@ pub fn normalize(line: &str) -> String {
     line
 }
 
-/// Renders records for a snapshot: one line per line of text, as
+/// Renders records for a snapshot: one line per record, as
 /// `<level>text`, normalised with [`normalize`]. Timestamps, sequence
 /// numbers and task ids are left out: they vary between runs.
+///
+/// A record is always one line, so that a snapshot tells one record with
+/// a newline in it from two records: inside a record, a newline is
+/// written `\n` and a backslash `\\` (the escapes Rust and C use).
 ///
 /// ```
 /// use lkl_harness::log::{snapshot, Record};
 ///
 /// let record = Record { level: 6, text: "Hello, world!".into(), ..Record::default() };
 /// assert_eq!(snapshot(&[record]), "<6>Hello, world!\n");
+/// let two_lines = Record { level: 6, text: "Hello, a\nb!".into(), ..Record::default() };
+/// assert_eq!(snapshot(&[two_lines]), "<6>Hello, a\\nb!\n");
 /// ```
 pub fn snapshot(records: &[Record]) -> String {
     let mut out = String::new();
     for record in records {
-        for line in record.text.lines() {
-            let _ = writeln!(out, "<{}>{}", record.level, normalize(line));
-        }
+        let lines: Vec<String> = record.text.split('\n').map(normalize).collect();
+        let escaped: Vec<String> = lines.iter().map(|l| l.replace('\\', "\\\\")).collect();
+        let _ = writeln!(out, "<{}>{}", record.level, escaped.join("\\n"));
     }
     out
 }
@@ -195,13 +200,14 @@ mod tests {
     }
 
     #[test]
-    fn snapshot_splits_multi_line_records() {
+    fn snapshot_keeps_a_multi_line_record_on_one_line() {
         let record = Record {
             level: 4,
-            text: "first\n[    1.000000] second".into(),
+            text: "first\n[    1.000000] second \\ third".into(),
             ..Record::default()
         };
-        assert_eq!(snapshot(&[record]), "<4>first\n<4>second\n");
+        // Each line is normalised (its timestamp goes), then escaped.
+        assert_eq!(snapshot(&[record]), "<4>first\\nsecond \\\\ third\n");
     }
 
     #[test]

@@ -246,11 +246,18 @@ pub fn first_failure(output: &str) -> Option<(String, String)> {
 pub fn first_report(output: &str) -> Option<String> {
     let lines: Vec<&str> = output.lines().collect();
     let at = lines.iter().position(|l| {
-        l.contains("BUG: KASAN:")
-            || l.contains("UBSAN:")
-            || l.contains("unreferenced object 0x")
-            || l.contains("BUG: KCSAN:")
-            || (crate::check::is_splat(l) && !l.contains("suspected memory leak"))
+        // An assertion's `left:`/`right:` dump may quote log lines: a
+        // value, not the report.
+        let quoted = {
+            let t = l.trim_start();
+            t.starts_with("left:") || t.starts_with("right:")
+        };
+        !quoted
+            && (l.contains("BUG: KASAN:")
+                || l.contains("UBSAN:")
+                || l.contains("unreferenced object 0x")
+                || l.contains("BUG: KCSAN:")
+                || (crate::check::is_splat(l) && !l.contains("suspected memory leak")))
     })?;
     let strip = |l: &str| {
         let l = l.trim();
@@ -377,5 +384,11 @@ the kernel reported a bug: the log has 3 warning line(s):
             Some("UBSAN: shift-out-of-bounds in kernel/hello.c:59:24")
         );
         assert_eq!(first_report("assertion failed"), None);
+        let quoted = "  left: [\"BUG: KASAN: use-after-free in sys_hello\"]\n right: []\n";
+        assert_eq!(
+            first_report(quoted),
+            None,
+            "an assertion's values are no report"
+        );
     }
 }

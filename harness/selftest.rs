@@ -99,7 +99,11 @@ unsafe extern "C" fn route_syscall(nr: c_long, params: *mut c_long) -> c_long {
     // SAFETY: TARGET is only non-null while run_hello_selftest() runs on
     // this thread, which borrows the kernel for that whole time.
     let kernel = unsafe { &*kernel };
-    match panic::catch_unwind(AssertUnwindSafe(|| kernel.syscall_raw(nr, &args))) {
+    // SAFETY: the arguments are the C selftest's own, made by its libc
+    // wrappers from its own buffers: the program, not Rust, owns whatever
+    // memory they point at, as with a real system call.
+    let call = || unsafe { kernel.syscall_raw(nr, &args) };
+    match panic::catch_unwind(AssertUnwindSafe(call)) {
         Ok(ret) => ret,
         Err(payload) => {
             PANIC.with(|p| {

@@ -393,12 +393,12 @@ struct Worker {
 /// cheap). The latency of each `call` is measured, check included.
 ///
 /// ```
-/// use lkl_harness::{stress, sys, BootOptions, Kernel};
+/// use lkl_harness::{stress, BootOptions, Kernel};
 ///
 /// let kernel = Kernel::boot(BootOptions::default()).unwrap();
 /// let calls = stress::run_calls(&kernel, 4, 100, &|_| {}, |call, kernel| {
-///     let tid = kernel.syscall(sys::__NR_gettid, &[]).map_err(|e| e.to_string())?;
-///     let pid = kernel.syscall(sys::__NR_getpid, &[]).map_err(|e| e.to_string())?;
+///     let tid = kernel.gettid().map_err(|e| e.to_string())?;
+///     let pid = kernel.getpid().map_err(|e| e.to_string())?;
 ///     if pid != 1 || tid == 1 {
 ///         return Err(format!("thread {}: pid {pid}, tid {tid}", call.thread));
 ///     }

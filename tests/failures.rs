@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use common::{boot, boot_with, finish};
 use lkl_harness::check::WATCHDOG_EXIT_STATUS;
-use lkl_harness::{sys, BootOptions, Error, Kernel};
+use lkl_harness::{BootOptions, Error, Kernel};
 
 fn boot_options(cmdline: &str) -> BootOptions {
     BootOptions {
@@ -77,7 +77,7 @@ fn a_warn_during_boot_fails_check_log_naming_the_warning_line() {
     .to_string();
     assert!(message.contains("the kernel reported a bug"), "{message}");
     // The kernel carries on after a WARN: it still answers and halts.
-    assert_eq!(kernel.syscall(sys::__NR_getpid, &[]), Ok(1));
+    assert_eq!(kernel.getpid(), Ok(1));
     kernel.halt().expect("halt");
 }
 
@@ -102,6 +102,25 @@ fn a_panic_during_boot_is_error_panic_with_the_message_and_log() {
     assert!(log.contains("Linux version 6.12"), "{log}");
     assert!(log.contains("Kernel panic"), "{log}");
     assert!(err.to_string().contains("Kernel log:"), "{err}");
+}
+
+#[test]
+fn an_early_panic_still_reaches_the_error_with_its_log() {
+    // Panics while setup_arch() parses the command line: before memory
+    // management and any initcall.
+    let err = Kernel::boot(boot_options("lkl_test_early_panic"))
+        .err()
+        .expect("a panicking boot is an error");
+    let Error::Panic { message, log } = &err else {
+        panic!("expected Error::Panic, got {err}");
+    };
+    assert!(
+        message.contains("lkl_test_early_panic was given on the command line"),
+        "{message}"
+    );
+    assert!(log.contains("Linux version 6.12"), "{log}");
+    assert!(log.contains("Kernel panic"), "{log}");
+    assert!(!log.contains("Memory:"), "the panic came before mm: {log}");
 }
 
 #[test]
@@ -132,12 +151,8 @@ fn a_hung_boot_is_error_boot_timeout_with_the_log() {
 const HANG_CHILD: &str = "LKL_HARNESS_HANG_CHILD";
 
 /// A system call that sleeps an hour: it never returns in time.
-fn sleep_an_hour(kernel: &Kernel) -> Result<i64, lkl_harness::Errno> {
-    let an_hour = sys::__kernel_timespec {
-        tv_sec: 3600,
-        tv_nsec: 0,
-    };
-    kernel.syscall(sys::__NR_nanosleep, &[&an_hour as *const _ as i64, 0])
+fn sleep_an_hour(kernel: &Kernel) -> Result<(), lkl_harness::Errno> {
+    kernel.nanosleep(Duration::from_secs(3600))
 }
 
 /// Runs the test `name` again in a child process, in the child `role`,
@@ -250,13 +265,6 @@ fn a_disarmed_watchdog_does_not_fire() {
     drop(watchdog);
     // Sleep in the kernel past the timeout: had the watchdog fired, this
     // process would have exited.
-    let request = sys::__kernel_timespec {
-        tv_sec: 0,
-        tv_nsec: 200_000_000,
-    };
-    assert_eq!(
-        kernel.syscall(sys::__NR_nanosleep, &[&request as *const _ as i64, 0]),
-        Ok(0)
-    );
+    assert_eq!(kernel.nanosleep(Duration::from_millis(200)), Ok(()));
     finish(kernel);
 }

@@ -89,7 +89,9 @@ fn perform(kernel: &Kernel, input: Input) -> (Result<(), Errno>, Vec<Record>) {
     } else {
         buf.as_ptr() as usize
     };
-    let out = logged(kernel, || kernel.hello_raw(uargs, input.size));
+    // SAFETY: `buf` (at least `input.size` long, or NULL) and `name` are
+    // ours, only read by hello(2), and written by no one during the call.
+    let out = logged(kernel, || unsafe { kernel.hello_raw(uargs, input.size) });
     drop(name);
     out
 }

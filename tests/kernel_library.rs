@@ -7,7 +7,7 @@ use std::collections::BTreeSet;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::{boot, boot_two_instances, boot_with, cstr, from_c_chars, mount_proc};
+use common::{boot, boot_two_instances, boot_with, from_c_chars, mount_proc};
 use lkl_harness::{sys, BootOptions, Errno, Kernel};
 
 #[test]
@@ -50,10 +50,7 @@ fn boot_log_has_the_version_and_command_line() {
 #[test]
 fn uname_says_linux_on_lkl() {
     let kernel = boot();
-    let mut uts = sys::new_utsname::default();
-    kernel
-        .syscall(sys::__NR_uname, &[&mut uts as *mut _ as i64])
-        .expect("uname");
+    let uts = kernel.uname().expect("uname");
     assert_eq!(from_c_chars(&uts.sysname), "Linux");
     assert_eq!(from_c_chars(&uts.machine), "lkl");
     assert!(from_c_chars(&uts.release).starts_with("6.12"));
@@ -62,12 +59,12 @@ fn uname_says_linux_on_lkl() {
 #[test]
 fn getpid_and_gettid_answer_for_the_calling_thread() {
     let kernel = boot();
-    let pid = kernel.syscall(sys::__NR_getpid, &[]).expect("getpid");
-    let tid = kernel.syscall(sys::__NR_gettid, &[]).expect("gettid");
+    let pid = kernel.getpid().expect("getpid");
+    let tid = kernel.gettid().expect("gettid");
     assert_eq!(pid, 1, "host threads are threads of pid 1");
     assert!(tid > 1, "the calling thread has a task of its own: {tid}");
     // The same thread keeps its task.
-    assert_eq!(kernel.syscall(sys::__NR_gettid, &[]), Ok(tid));
+    assert_eq!(kernel.gettid(), Ok(tid));
 }
 
 #[test]
@@ -77,10 +74,10 @@ fn eight_threads_calling_at_once_get_distinct_tasks() {
         let handles: Vec<_> = (0..8)
             .map(|_| {
                 s.spawn(|| {
-                    let tid = kernel.syscall(sys::__NR_gettid, &[]).expect("gettid");
+                    let tid = kernel.gettid().expect("gettid");
                     for _ in 0..200 {
-                        assert_eq!(kernel.syscall(sys::__NR_gettid, &[]), Ok(tid));
-                        assert_eq!(kernel.syscall(sys::__NR_getpid, &[]), Ok(1));
+                        assert_eq!(kernel.gettid(), Ok(tid));
+                        assert_eq!(kernel.getpid(), Ok(1));
                     }
                     tid
                 })
@@ -98,30 +95,14 @@ fn eight_threads_calling_at_once_get_distinct_tasks() {
 #[test]
 fn nanosleep_sleeps_and_the_monotonic_clock_advances() {
     let kernel = boot();
-    let mut before = sys::__kernel_timespec::default();
-    let mut after = sys::__kernel_timespec::default();
-    let monotonic = 1; // CLOCK_MONOTONIC is ABI, but not in the UAPI headers bindgen reads
-    kernel
-        .syscall(
-            sys::__NR_clock_gettime,
-            &[monotonic, &mut before as *mut _ as i64],
-        )
-        .expect("clock_gettime");
-    let request = sys::__kernel_timespec {
-        tv_sec: 0,
-        tv_nsec: 20_000_000,
-    };
+    let monotonic = libc::CLOCK_MONOTONIC;
+    let before = kernel.clock_gettime(monotonic).expect("clock_gettime");
     let started = Instant::now();
     kernel
-        .syscall(sys::__NR_nanosleep, &[&request as *const _ as i64, 0])
+        .nanosleep(Duration::from_millis(20))
         .expect("nanosleep");
     let slept = started.elapsed();
-    kernel
-        .syscall(
-            sys::__NR_clock_gettime,
-            &[monotonic, &mut after as *mut _ as i64],
-        )
-        .expect("clock_gettime");
+    let after = kernel.clock_gettime(monotonic).expect("clock_gettime");
     assert!(slept >= Duration::from_millis(20), "slept only {slept:?}");
     let kernel_ns =
         (after.tv_sec - before.tv_sec) * 1_000_000_000 + (after.tv_nsec - before.tv_nsec);
@@ -137,10 +118,7 @@ fn sysinfo_reports_the_memory_it_was_given() {
         mem_mib: 48,
         ..BootOptions::default()
     });
-    let mut info = sys::sysinfo::default();
-    kernel
-        .syscall(sys::__NR_sysinfo, &[&mut info as *mut _ as i64])
-        .expect("sysinfo");
+    let info = kernel.sysinfo().expect("sysinfo");
     // All of mem= is RAM; what the page allocator manages is that less
     // the page array and the boot reservations.
     assert!(
@@ -167,32 +145,18 @@ fn sysinfo_reports_the_memory_it_was_given() {
 #[test]
 fn proc_version_reads_through_open_and_read() {
     let kernel = boot();
-    let at_fdcwd = sys::AT_FDCWD as i64;
     mount_proc(&kernel);
-    let path = cstr("/proc/version");
     let fd = kernel
-        .syscall(
-            sys::__NR_openat,
-            &[at_fdcwd, path.as_ptr() as i64, sys::O_RDONLY as i64, 0],
-        )
+        .open(c"/proc/version", sys::O_RDONLY, 0)
         .expect("open /proc/version");
     let mut buf = vec![0u8; 512];
-    let n = kernel
-        .syscall(
-            sys::__NR_read,
-            &[fd, buf.as_mut_ptr() as i64, buf.len() as i64],
-        )
-        .expect("read");
-    kernel.syscall(sys::__NR_close, &[fd]).expect("close");
-    let text = String::from_utf8_lossy(&buf[..n as usize]);
+    let n = kernel.read(fd, &mut buf).expect("read");
+    kernel.close(fd).expect("close");
+    let text = String::from_utf8_lossy(&buf[..n]);
     assert!(text.starts_with("Linux version 6.12"), "{text}");
     // A missing file is the kernel's ENOENT, not a stub's.
-    let missing = cstr("/proc/no-such-file");
     assert_eq!(
-        kernel.syscall(
-            sys::__NR_openat,
-            &[at_fdcwd, missing.as_ptr() as i64, sys::O_RDONLY as i64, 0]
-        ),
+        kernel.open(c"/proc/no-such-file", sys::O_RDONLY, 0),
         Err(Errno::ENOENT)
     );
 }
@@ -200,23 +164,14 @@ fn proc_version_reads_through_open_and_read() {
 #[test]
 fn two_kernels_in_one_process_are_independent() {
     let (a, b) = boot_two_instances();
-    let path = cstr("/only-in-a");
-    let at_fdcwd = sys::AT_FDCWD as i64;
-    a.syscall(sys::__NR_mkdirat, &[at_fdcwd, path.as_ptr() as i64, 0o755])
-        .expect("mkdir in a");
-    assert_eq!(
-        b.syscall(sys::__NR_mkdirat, &[at_fdcwd, path.as_ptr() as i64, 0o755]),
-        Ok(0),
-        "b has its own rootfs"
-    );
-    assert_eq!(
-        a.syscall(sys::__NR_mkdirat, &[at_fdcwd, path.as_ptr() as i64, 0o755]),
-        Err(Errno::EEXIST)
-    );
+    let path = c"/only-in-a";
+    a.mkdir(path, 0o755).expect("mkdir in a");
+    assert_eq!(b.mkdir(path, 0o755), Ok(()), "b has its own rootfs");
+    assert_eq!(a.mkdir(path, 0o755), Err(Errno::EEXIST));
     assert!(a.dmesg().contains("lkl_instance=a") && !a.dmesg().contains("lkl_instance=b"));
     assert!(b.dmesg().contains("lkl_instance=b") && !b.dmesg().contains("lkl_instance=a"));
     a.halt().expect("halt a");
-    assert_eq!(b.syscall(sys::__NR_getpid, &[]), Ok(1), "b lives on");
+    assert_eq!(b.getpid(), Ok(1), "b lives on");
     b.halt().expect("halt b");
 }
 
@@ -232,26 +187,13 @@ fn halt_returns_and_logs_the_power_off() {
 /// The tasks of pid 1's thread group, which every host task belongs to:
 /// the entries of `/proc/1/task` (proc must be mounted).
 fn host_tasks(kernel: &Kernel) -> usize {
-    let dir = common::cstr("/proc/1/task");
     let fd = kernel
-        .syscall(
-            sys::__NR_openat,
-            &[
-                sys::AT_FDCWD as i64,
-                dir.as_ptr() as i64,
-                (sys::O_RDONLY | sys::O_DIRECTORY) as i64,
-            ],
-        )
+        .open(c"/proc/1/task", sys::O_RDONLY | sys::O_DIRECTORY, 0)
         .expect("open /proc/1/task");
     let mut entries = 0;
     let mut buf = vec![0u8; 64 * 1024];
     loop {
-        let n = kernel
-            .syscall(
-                sys::__NR_getdents64,
-                &[fd, buf.as_mut_ptr() as i64, buf.len() as i64],
-            )
-            .expect("getdents64") as usize;
+        let n = kernel.getdents64(fd, &mut buf).expect("getdents64");
         if n == 0 {
             break;
         }
@@ -267,7 +209,7 @@ fn host_tasks(kernel: &Kernel) -> usize {
             at += reclen;
         }
     }
-    kernel.syscall(sys::__NR_close, &[fd]).expect("close");
+    kernel.close(fd).expect("close");
     entries
 }
 
@@ -280,7 +222,7 @@ fn a_host_thread_that_exits_frees_its_kernel_task() {
     for _round in 0..10 {
         let round: Vec<i64> = std::thread::scope(|s| {
             let handles: Vec<_> = (0..20)
-                .map(|_| s.spawn(|| kernel.syscall(sys::__NR_gettid, &[]).expect("gettid")))
+                .map(|_| s.spawn(|| kernel.gettid().expect("gettid")))
                 .collect();
             handles
                 .into_iter()

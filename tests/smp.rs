@@ -9,7 +9,7 @@ use std::sync::Barrier;
 use common::{boot_with, finish};
 use lkl_harness::hello::HelloArgs;
 use lkl_harness::stress::{self, Loudness};
-use lkl_harness::{seeded, sys, BootOptions, Errno, Kernel, StressOptions};
+use lkl_harness::{seeded, BootOptions, Errno, Kernel, StressOptions};
 
 fn with_cpus(cpus: u32) -> BootOptions {
     BootOptions {
@@ -20,20 +20,7 @@ fn with_cpus(cpus: u32) -> BootOptions {
 
 /// The CPUs the calling thread's task may run on (`sched_getaffinity`).
 fn affinity(kernel: &Kernel) -> Vec<u32> {
-    let mut mask = [0u64; 4];
-    let len = kernel
-        .syscall(
-            sys::__NR_sched_getaffinity,
-            &[
-                0,
-                std::mem::size_of_val(&mask) as i64,
-                mask.as_mut_ptr() as i64,
-            ],
-        )
-        .expect("sched_getaffinity") as usize;
-    (0..len as u32 * 8)
-        .filter(|&cpu| mask[cpu as usize / 64] & (1 << (cpu % 64)) != 0)
-        .collect()
+    kernel.sched_getaffinity().expect("sched_getaffinity")
 }
 
 #[test]
@@ -202,12 +189,8 @@ fn the_shared_buffer_race_cannot_show_on_one_cpu() {
 fn the_generic_stress_runs_any_call_and_checks_each() {
     let kernel = boot_with(with_cpus(2));
     let calls = stress::run_calls(&kernel, 4, 250, &|_| {}, |call, kernel| {
-        let tid = kernel
-            .syscall(sys::__NR_gettid, &[])
-            .map_err(|e| e.to_string())?;
-        let pid = kernel
-            .syscall(sys::__NR_getpid, &[])
-            .map_err(|e| e.to_string())?;
+        let tid = kernel.gettid().map_err(|e| e.to_string())?;
+        let pid = kernel.getpid().map_err(|e| e.to_string())?;
         if pid != 1 || tid <= 1 {
             return Err(format!("thread {}: pid {pid}, tid {tid}", call.thread));
         }
@@ -223,9 +206,7 @@ fn the_generic_stress_runs_any_call_and_checks_each() {
 fn a_failing_check_fails_the_generic_run_and_names_the_calls() {
     let kernel = boot_with(with_cpus(2));
     let calls = stress::run_calls(&kernel, 3, 10, &|_| {}, |call, kernel| {
-        kernel
-            .syscall(sys::__NR_getpid, &[])
-            .map_err(|e| e.to_string())?;
+        kernel.getpid().map_err(|e| e.to_string())?;
         if call.index == 7 {
             return Err("call 7 is refused".into());
         }

@@ -135,9 +135,12 @@ fn perform(kernel: &Kernel, call: &Call) -> Result<(), Errno> {
             let mut buf = vec![0u8; (*size).max(struct_size + 1)];
             buf[..struct_size].copy_from_slice(&fields.concat());
             buf[struct_size] = *tail;
-            kernel.hello_raw(buf.as_ptr() as usize, *size)
+            // SAFETY: hello(2) only reads `buf` and the name, ours and
+            // written by no one during the call.
+            unsafe { kernel.hello_raw(buf.as_ptr() as usize, *size) }
         }
-        Call::Raw(address, size) => kernel.hello_raw(*address, *size),
+        // SAFETY: deliberately bad addresses, only read: EFAULT.
+        Call::Raw(address, size) => unsafe { kernel.hello_raw(*address, *size) },
     }
 }
 
@@ -180,5 +183,35 @@ fn stress_counts() {
     let summary = stress::run(&kernel, &options, &|_| {});
     let counts = summary.counts.clone();
     in_snapshot_dir(|| insta::assert_debug_snapshot!("stress_counts", counts));
+    finish(kernel);
+}
+
+/// A name with a newline makes one record. The snapshot keeps it one line
+/// (`\n` escaped), so it differs from two records; `dmesg()` prints both
+/// lines with the record's timestamp and caller, as the kernel does.
+#[test]
+fn a_record_with_a_newline_is_one_line_in_snapshots_and_prefixed_lines_in_dmesg() {
+    let kernel = boot();
+    let name = c"two\nlines \\ here";
+    let (result, records) = kernel.capture(|k| k.hello(&HelloArgs::new(name, 0)));
+    assert_eq!(result, Ok(()));
+    assert_eq!(records.len(), 1, "{records:?}");
+    assert_eq!(records[0].text, "Hello, two\nlines \\ here!");
+    assert_eq!(
+        log::snapshot(&records),
+        "<6>Hello, two\\nlines \\\\ here!\n"
+    );
+    let rendered = records[0].fmt_dmesg();
+    let lines: Vec<&str> = rendered.lines().collect();
+    assert_eq!(lines.len(), 2, "{rendered}");
+    let prefix = lines[0]
+        .strip_suffix("Hello, two")
+        .unwrap_or_else(|| panic!("{rendered}"));
+    assert!(
+        prefix.starts_with('[') && prefix.contains("] [T"),
+        "{prefix}"
+    );
+    assert_eq!(lines[1], format!("{prefix}lines \\ here!"));
+    assert!(kernel.dmesg().contains(&rendered), "{}", kernel.dmesg());
     finish(kernel);
 }

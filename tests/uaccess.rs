@@ -11,9 +11,10 @@ use std::os::unix::process::ExitStatusExt;
 use std::process::Command;
 
 use common::{
-    arena, boot, boot_locating_image, cstr, greetings, logged, mount_proc, page_size, texts,
-    MapLine, Pages,
+    arena, boot, boot_locating_image, greetings, logged, mount_proc, page_size, texts, MapLine,
+    Pages,
 };
+use lkl_harness::calls::Fd;
 use lkl_harness::hello::{HelloArgs, HELLO_ARGS_SIZE_VER0, HELLO_FLAG_LOUD};
 use lkl_harness::{sys, Errno, Kernel};
 use proptest::prelude::*;
@@ -80,11 +81,11 @@ impl Target {
         ];
         for addr in own {
             let mut probe = [0u8; 8];
-            assert_eq!(
-                lkl_sim::uaccess::copy_from_user_slice(&mut probe, addr as *const u8),
-                0,
-                "the host reads {addr:#x}"
-            );
+            // SAFETY: the kernel's memory, only read; a racing write there
+            // would change the bytes, not the count checked.
+            let missed =
+                unsafe { lkl_sim::uaccess::copy_from_user_slice(&mut probe, addr as *const u8) };
+            assert_eq!(missed, 0, "the host reads {addr:#x}");
         }
         t
     }
@@ -148,7 +149,10 @@ impl Target {
     /// hello(uargs, size) fails with EFAULT, logs nothing, and the kernel
     /// lives on.
     fn assert_hello_efault(&self, what: &str, uargs: usize, size: usize) {
-        let (result, records) = logged(&self.kernel, || self.kernel.hello_raw(uargs, size));
+        // SAFETY: hello(2) only reads, and the addresses tested hold no
+        // Rust object another thread writes (they are bad by design).
+        let call = || unsafe { self.kernel.hello_raw(uargs, size) };
+        let (result, records) = logged(&self.kernel, call);
         assert_eq!(result, Err(Errno::EFAULT), "{what}");
         assert!(records.is_empty(), "{what}: logged {records:?}");
         self.assert_alive(what);
@@ -158,8 +162,15 @@ impl Target {
 impl Target {
     /// A system call fails with EFAULT, logs nothing, and the kernel
     /// lives on.
-    fn assert_syscall_efault(&self, what: &str, nr: u32, args: &[i64]) {
-        let (result, records) = logged(&self.kernel, || self.kernel.syscall(nr, args));
+    ///
+    /// # Safety
+    ///
+    /// As for [`Kernel::syscall`]: no pointer in `args` points at a Rust
+    /// object (the bad addresses of [`Target::bad_destinations`] do not).
+    unsafe fn assert_syscall_efault(&self, what: &str, nr: u32, args: &[i64]) {
+        // SAFETY: forwarded to our caller.
+        let call = || unsafe { self.kernel.syscall(nr, args) };
+        let (result, records) = logged(&self.kernel, call);
         assert_eq!(result, Err(Errno::EFAULT), "{what}");
         assert!(records.is_empty(), "{what}: logged {records:?}");
         self.assert_alive(what);
@@ -225,7 +236,9 @@ fn pointers_into_the_kernel_library_headers_are_efault() {
             (Err(Errno::EFAULT), vec![]),
             "name = {what} ({addr:#x})"
         );
-        let (result, records) = logged(&t.kernel, || t.kernel.hello_raw(addr, VER0));
+        // SAFETY: hello(2) only reads; nobody writes the library's pages.
+        let call = || unsafe { t.kernel.hello_raw(addr, VER0) };
+        let (result, records) = logged(&t.kernel, call);
         assert_eq!(
             (result, texts(&records)),
             (Err(Errno::EFAULT), vec![]),
@@ -325,7 +338,10 @@ fn struct_running_into_prot_none_is_efault() {
         if let Some(offset) = nonzero_at {
             edge.fill(at + offset, 1, 1);
         }
-        let (result, records) = logged(&t.kernel, || t.kernel.hello_raw(at, size));
+        // SAFETY: hello(2) only reads the edge page, which is ours and
+        // not written during the call; past it is PROT_NONE.
+        let call = || unsafe { t.kernel.hello_raw(at, size) };
+        let (result, records) = logged(&t.kernel, call);
         assert_eq!(result, want, "room {room}, size {size}");
         let logged_want = if want.is_ok() {
             vec!["Hello, edge!".to_string()]
@@ -341,14 +357,11 @@ fn struct_running_into_prot_none_is_efault() {
 fn uname_into_bad_memory_is_efault() {
     let t = Target::new();
     for (what, addr) in t.bad_destinations() {
-        t.assert_syscall_efault(&format!("uname({what})"), sys::__NR_uname, &[addr as i64]);
+        let what = format!("uname({what})");
+        // SAFETY: a bad destination holds no Rust object.
+        unsafe { t.assert_syscall_efault(&what, sys::__NR_uname, &[addr as i64]) };
     }
-    let mut uts = sys::new_utsname::default();
-    assert_eq!(
-        t.kernel
-            .syscall(sys::__NR_uname, &[&mut uts as *mut _ as i64]),
-        Ok(0)
-    );
+    let uts = t.kernel.uname().expect("uname into good memory");
     assert_eq!(common::from_c_chars(&uts.sysname), "Linux");
     t.finish();
 }
@@ -356,61 +369,34 @@ fn uname_into_bad_memory_is_efault() {
 #[test]
 fn clock_gettime_into_bad_memory_is_efault() {
     let t = Target::new();
-    let clock = i64::from(libc::CLOCK_MONOTONIC);
+    let clock = libc::CLOCK_MONOTONIC;
     for (what, addr) in t.bad_destinations() {
-        t.assert_syscall_efault(
-            &format!("clock_gettime({what})"),
-            sys::__NR_clock_gettime,
-            &[clock, addr as i64],
-        );
+        let what = format!("clock_gettime({what})");
+        let args = [i64::from(clock), addr as i64];
+        // SAFETY: a bad destination holds no Rust object.
+        unsafe { t.assert_syscall_efault(&what, sys::__NR_clock_gettime, &args) };
     }
-    let mut ts = sys::__kernel_timespec::default();
-    assert_eq!(
-        t.kernel
-            .syscall(sys::__NR_clock_gettime, &[clock, &mut ts as *mut _ as i64]),
-        Ok(0)
-    );
+    t.kernel
+        .clock_gettime(clock)
+        .expect("clock_gettime into good memory");
     t.finish();
-}
-
-/// Opens `path` in the kernel.
-fn open(kernel: &Kernel, path: &str, flags: u32) -> i64 {
-    let path = cstr(path);
-    kernel
-        .syscall(
-            sys::__NR_openat,
-            &[
-                sys::AT_FDCWD as i64,
-                path.as_ptr() as i64,
-                flags as i64,
-                0o644,
-            ],
-        )
-        .expect("open")
 }
 
 /// read() of `fd` into each bad destination is EFAULT and consumes
 /// nothing: a read into good memory then gets `want` from the start.
-fn assert_reads_efault_then_data(t: &Target, what: &str, fd: i64, want: &[u8]) {
+fn assert_reads_efault_then_data(t: &Target, what: &str, fd: Fd, want: &[u8]) {
     for (dest, addr) in t.bad_destinations() {
-        t.assert_syscall_efault(
-            &format!("read({what}) into {dest}"),
-            sys::__NR_read,
-            &[fd, addr as i64, 64],
-        );
+        let what = format!("read({what}) into {dest}");
+        let args = [i64::from(fd), addr as i64, 64];
+        // SAFETY: a bad destination holds no Rust object.
+        unsafe { t.assert_syscall_efault(&what, sys::__NR_read, &args) };
     }
     let mut buf = vec![0u8; 4096];
-    let n = t
-        .kernel
-        .syscall(
-            sys::__NR_read,
-            &[fd, buf.as_mut_ptr() as i64, buf.len() as i64],
-        )
-        .expect("read");
+    let n = t.kernel.read(fd, &mut buf).expect("read");
     assert!(
-        buf[..n as usize].starts_with(want),
+        buf[..n].starts_with(want),
         "{what}: {:?}",
-        String::from_utf8_lossy(&buf[..n as usize])
+        String::from_utf8_lossy(&buf[..n])
     );
 }
 
@@ -418,22 +404,22 @@ fn assert_reads_efault_then_data(t: &Target, what: &str, fd: i64, want: &[u8]) {
 fn read_into_bad_memory_is_efault() {
     let t = Target::new();
     let content = b"written in the kernel's rootfs\n";
-    let fd = open(&t.kernel, "/uaccess-file", sys::O_RDWR | sys::O_CREAT);
-    assert_eq!(
-        t.kernel.syscall(
-            sys::__NR_write,
-            &[fd, content.as_ptr() as i64, content.len() as i64]
-        ),
-        Ok(content.len() as i64)
-    );
-    assert_eq!(t.kernel.syscall(sys::__NR_lseek, &[fd, 0, 0]), Ok(0));
+    let fd = t
+        .kernel
+        .open(c"/uaccess-file", sys::O_RDWR | sys::O_CREAT, 0o644)
+        .expect("open");
+    assert_eq!(t.kernel.write(fd, content), Ok(content.len()));
+    assert_eq!(t.kernel.lseek(fd, 0, libc::SEEK_SET), Ok(0));
     assert_reads_efault_then_data(&t, "a rootfs file", fd, content);
-    t.kernel.syscall(sys::__NR_close, &[fd]).expect("close");
+    t.kernel.close(fd).expect("close");
 
     mount_proc(&t.kernel);
-    let fd = open(&t.kernel, "/proc/version", sys::O_RDONLY);
+    let fd = t
+        .kernel
+        .open(c"/proc/version", sys::O_RDONLY, 0)
+        .expect("open");
     assert_reads_efault_then_data(&t, "/proc/version", fd, b"Linux version 6.12");
-    t.kernel.syscall(sys::__NR_close, &[fd]).expect("close");
+    t.kernel.close(fd).expect("close");
     t.finish();
 }
 
@@ -587,7 +573,9 @@ impl World<'_> {
                 for &(at, byte) in &case.tail {
                     buffer[at] = byte;
                 }
-                let result = kernel.hello_raw(buffer.as_ptr() as usize, case.size);
+                // SAFETY: hello(2) only reads; the buffer (as long as any
+                // case's size) is borrowed mutably, so nothing else writes it.
+                let result = unsafe { kernel.hello_raw(buffer.as_ptr() as usize, case.size) };
                 // Zero again what this case wrote (cheaper than it all).
                 buffer[..VER0].fill(0);
                 for &(at, _) in &case.tail {
@@ -603,9 +591,12 @@ impl World<'_> {
                 for &(offset, byte) in case.tail.iter().filter(|(o, _)| *o < room) {
                     edge.fill(at + offset, 1, byte);
                 }
-                kernel.hello_raw(at, case.size)
+                // SAFETY: hello(2) only reads the edge page (ours, not
+                // written during the call) and faults on the next.
+                unsafe { kernel.hello_raw(at, case.size) }
             }
-            Uargs::Bad(ptr) => kernel.hello_raw(self.bad(ptr), case.size),
+            // SAFETY: a bad address holds no Rust object; only read.
+            Uargs::Bad(ptr) => unsafe { kernel.hello_raw(self.bad(ptr), case.size) },
         };
         drop(name_string);
         result
@@ -797,7 +788,7 @@ fn stack_overflow_is_reported_by_rusts_guard_with_a_kernel_booted() {
     if std::env::var(CHILD).as_deref() == Ok("stack_overflow") {
         // The child: boot, use the kernel, then overflow the stack.
         let kernel = boot();
-        assert_eq!(kernel.syscall(sys::__NR_getpid, &[]), Ok(1));
+        assert_eq!(kernel.getpid(), Ok(1));
         eprintln!("child: kernel booted, recursing");
         let depth = recurse(0);
         panic!("the recursion returned ({depth}) instead of overflowing");

@@ -78,10 +78,28 @@ impl Record {
     /// Renders like `dmesg` with caller ids:
     /// `[    0.123456] [T12] text`. Raw and host records render as their
     /// text alone.
+    ///
+    /// A record whose text has newlines renders as several lines, each
+    /// with the record's prefix, as the kernel's console and `dmesg` print
+    /// it: no line of the log is ever without its timestamp.
     pub fn fmt_dmesg(&self) -> String {
         if self.origin != Origin::Kmsg {
             return self.text.clone();
         }
+        let prefix = self.dmesg_prefix();
+        let mut s = String::with_capacity(self.text.len() + prefix.len());
+        for (i, line) in self.text.split('\n').enumerate() {
+            if i > 0 {
+                s.push('\n');
+            }
+            s.push_str(&prefix);
+            s.push_str(line);
+        }
+        s
+    }
+
+    /// `[    0.123456] [T12] `: the timestamp and the caller.
+    fn dmesg_prefix(&self) -> String {
         let mut s = format!(
             "[{:5}.{:06}] ",
             self.timestamp_us / 1_000_000,
@@ -96,7 +114,6 @@ impl Record {
             }
             None => {}
         }
-        s.push_str(&self.text);
         s
     }
 
@@ -567,6 +584,19 @@ mod tests {
             .wait_for(Duration::from_millis(10), |r| r.text == "msg 0")
             .is_none());
         assert_eq!(c.wait_new(5, Duration::from_millis(10)), None);
+    }
+
+    #[test]
+    fn a_record_with_newlines_prints_its_prefix_on_every_line() {
+        let c = Console::new();
+        c.push_bytes(b"6,1,1500000,-,caller=T7;Hello, a\\x0ab!\n6,2,1600000,-;next\n");
+        let records = c.records();
+        assert_eq!(records.len(), 2, "one record, then the next");
+        assert_eq!(records[0].text, "Hello, a\nb!");
+        assert_eq!(
+            c.dmesg(),
+            "[    1.500000] [T7] Hello, a\n[    1.500000] [T7] b!\n[    1.600000] next\n"
+        );
     }
 
     #[test]

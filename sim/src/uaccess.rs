@@ -140,19 +140,30 @@ fn warn_unavailable(err: &io::Error) {
 /// `dst`; returns the number of bytes not copied (the tail of `dst` past
 /// the copied prefix is left unchanged).
 ///
-/// Safe: `src` is never dereferenced by Rust; the host kernel reads it.
-#[allow(clippy::not_unsafe_ptr_arg_deref)] // any address is fine: faults are caught
-pub fn copy_from_user_slice(dst: &mut [u8], src: *const u8) -> usize {
+/// # Safety
+///
+/// The good path is a plain `memcpy` in this process: where
+/// `src..src + dst.len()` is valid memory, no other thread may write it
+/// during the copy (that would be a data race). Invalid addresses (NULL,
+/// unmapped, `PROT_NONE`) are fine: the fault is caught.
+pub unsafe fn copy_from_user_slice(dst: &mut [u8], src: *const u8) -> usize {
     // SAFETY: `dst` is a valid, exclusively borrowed buffer of `dst.len()`
-    // bytes; `src` is only read, and a fault reading it is caught.
+    // bytes; `src` is only read, a fault reading it is caught, and our
+    // caller rules out a racing writer.
     unsafe { fault_safe_copy(dst.as_mut_ptr(), src, dst.len(), false) }
 }
 
 /// [`copy_from_user_slice`] through `process_vm_readv` only, the fault
 /// path: for benchmarks and tests of that path.
-pub fn copy_from_user_slice_probe(dst: &mut [u8], src: *const u8) -> usize {
+///
+/// # Safety
+///
+/// As for [`copy_from_user_slice`]: valid memory at `src` must not be
+/// written during the copy.
+pub unsafe fn copy_from_user_slice_probe(dst: &mut [u8], src: *const u8) -> usize {
     // SAFETY: `dst` is a valid, exclusively borrowed buffer of `dst.len()`
-    // bytes; `src` is only read, by the host kernel.
+    // bytes; `src` is only read, by the host kernel, with no racing
+    // writer (our caller's contract).
     unsafe { transfer(dst.as_mut_ptr(), src.cast_mut(), dst.len(), false) }
 }
 
@@ -252,7 +263,8 @@ pub fn bench_round_trip(len: usize, iterations: usize) -> Duration {
     for _ in 0..iterations {
         // SAFETY: `user` is our own buffer, not borrowed elsewhere.
         let a = unsafe { copy_to_user_slice(user.as_mut_ptr(), &src) };
-        let b = copy_from_user_slice(&mut back, user.as_ptr());
+        // SAFETY: `user` is ours; nothing writes it during the copy.
+        let b = unsafe { copy_from_user_slice(&mut back, user.as_ptr()) };
         debug_assert_eq!(a + b, 0);
     }
     let elapsed = start.elapsed();
@@ -267,7 +279,8 @@ pub fn bench_probe_round_trip(len: usize, iterations: usize) -> Duration {
     let mut back = vec![0u8; len];
     let start = Instant::now();
     for _ in 0..iterations {
-        let b = copy_from_user_slice_probe(&mut back, user.as_ptr());
+        // SAFETY: `user` is ours; nothing writes it during the copy.
+        let b = unsafe { copy_from_user_slice_probe(&mut back, user.as_ptr()) };
         debug_assert_eq!(b, 0);
     }
     let elapsed = start.elapsed();
@@ -350,7 +363,8 @@ mod tests {
                 let mut dst = vec![0x11u8; len];
                 assert_eq!(from_c(&mut dst, addr), len, "from {what} len {len}");
                 assert!(dst.iter().all(|&b| b == 0x11), "dst modified ({what})");
-                assert_eq!(copy_from_user_slice(&mut dst, addr), len);
+                // SAFETY: `addr` is invalid memory by construction.
+                assert_eq!(unsafe { copy_from_user_slice(&mut dst, addr) }, len);
             }
         }
     }
@@ -411,7 +425,8 @@ mod tests {
             assert_eq!(back, src);
             // Rust API.
             let mut back2 = vec![0u8; len];
-            assert_eq!(copy_from_user_slice(&mut back2, src.as_ptr()), 0);
+            // SAFETY: `src` is ours and not written meanwhile.
+            assert_eq!(unsafe { copy_from_user_slice(&mut back2, src.as_ptr()) }, 0);
             assert_eq!(back2, src);
         }
     }

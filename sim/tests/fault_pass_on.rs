@@ -10,15 +10,13 @@ const ROLE: &str = "LKL_SIM_FAULT_CHILD";
 /// Arms the handler by making one copy that faults and one that does not.
 fn arm_handler() {
     let mut buf = [0u8; 8];
-    assert_eq!(
-        lkl_sim::uaccess::copy_from_user_slice(&mut buf, std::ptr::null()),
-        8
-    );
+    // SAFETY: NULL is invalid memory (the copy faults, caught).
+    let missed = unsafe { lkl_sim::uaccess::copy_from_user_slice(&mut buf, std::ptr::null()) };
+    assert_eq!(missed, 8);
     let good = [7u8; 8];
-    assert_eq!(
-        lkl_sim::uaccess::copy_from_user_slice(&mut buf, good.as_ptr()),
-        0
-    );
+    // SAFETY: `good` is ours and nobody writes it.
+    let missed = unsafe { lkl_sim::uaccess::copy_from_user_slice(&mut buf, good.as_ptr()) };
+    assert_eq!(missed, 0);
     assert_eq!(buf, good);
 }
 

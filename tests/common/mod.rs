@@ -30,11 +30,6 @@ pub fn boot_with(options: BootOptions) -> Kernel {
     }
 }
 
-/// A NUL-terminated C string from a Rust one, for path arguments.
-pub fn cstr(s: &str) -> std::ffi::CString {
-    std::ffi::CString::new(s).expect("no NUL in test strings")
-}
-
 /// The text of a fixed-size C char array.
 pub fn from_c_chars(chars: &[std::ffi::c_char]) -> String {
     let bytes: Vec<u8> = chars
@@ -51,7 +46,7 @@ pub fn from_c_chars(chars: &[std::ffi::c_char]) -> String {
 
 use std::sync::Mutex;
 
-use lkl_harness::{sys, Record};
+use lkl_harness::Record;
 
 /// `KERN_INFO`.
 pub const KERN_INFO: u8 = 6;
@@ -88,7 +83,7 @@ pub fn logged<R>(kernel: &Kernel, f: impl FnOnce() -> R) -> (R, Vec<Record>) {
 
 /// The calling thread's kernel tid.
 pub fn gettid(kernel: &Kernel) -> i64 {
-    kernel.syscall(sys::__NR_gettid, &[]).expect("gettid")
+    kernel.gettid().expect("gettid")
 }
 
 /// The host page size.
@@ -248,23 +243,9 @@ pub fn boot_locating_image() -> (Kernel, Vec<MapLine>) {
 
 /// Mounts proc on /proc.
 pub fn mount_proc(kernel: &Kernel) {
-    let at_fdcwd = sys::AT_FDCWD as i64;
-    let dir = cstr("/proc");
-    let fstype = cstr("proc");
+    kernel.mkdir(c"/proc", 0o555).expect("mkdir /proc");
     kernel
-        .syscall(sys::__NR_mkdirat, &[at_fdcwd, dir.as_ptr() as i64, 0o555])
-        .expect("mkdir /proc");
-    kernel
-        .syscall(
-            sys::__NR_mount,
-            &[
-                fstype.as_ptr() as i64,
-                dir.as_ptr() as i64,
-                fstype.as_ptr() as i64,
-                0,
-                0,
-            ],
-        )
+        .mount(c"proc", c"/proc", c"proc", 0)
         .expect("mount proc");
 }
 

@@ -1,8 +1,9 @@
 // SPDX-License-Identifier: GPL-2.0
 /*
  * Failure injection for testing the harness itself: kernel command line
- * options that make the kernel WARN, panic or hang while booting, so the
- * harness can show that it turns each into a failed test with the log.
+ * options that make the kernel WARN, panic (early or late) or hang while
+ * booting, so the harness can show that it turns each into a failed test
+ * with the log.
  */
 #define pr_fmt(fmt) "lkl: " fmt
 
@@ -30,3 +31,19 @@ static int __init lkl_failure_injection(void)
 	return 0;
 }
 late_initcall_sync(lkl_failure_injection);
+
+/**
+ * lkl_early_panic_param() - panic while the command line is parsed
+ * @arg: the option's value, unused
+ *
+ * An early parameter runs from setup_arch(), before memory management
+ * exists and long before any initcall, so the harness can show that a
+ * panic that early still reaches the boot error with its log.
+ *
+ * Return: never returns.
+ */
+static int __init lkl_early_panic_param(char *arg)
+{
+	panic("lkl_test_early_panic was given on the command line");
+}
+early_param("lkl_test_early_panic", lkl_early_panic_param);
