@@ -87,39 +87,39 @@ fn finish_fails_a_test_whose_kernel_warned() {
     finish(boot_with(boot_options("lkl_test_warn=1")));
 }
 
-#[test]
-fn a_panic_during_boot_is_error_panic_with_the_message_and_log() {
-    let err = Kernel::boot(boot_options("lkl_test_panic=1"))
+/// Boots with `option`, which must panic the kernel with `message`:
+/// returns the log of the `Error::Panic`, which has the boot banner and
+/// the panic in it.
+fn boot_panics(option: &str, message_wanted: &str) -> String {
+    let err = Kernel::boot(boot_options(option))
         .err()
         .expect("a panicking boot is an error");
     let Error::Panic { message, log } = &err else {
         panic!("expected Error::Panic, got {err}");
     };
-    assert!(
-        message.contains("lkl_test_panic was given on the command line"),
-        "{message}"
-    );
+    assert!(message.contains(message_wanted), "{message}");
     assert!(log.contains("Linux version 6.12"), "{log}");
     assert!(log.contains("Kernel panic"), "{log}");
     assert!(err.to_string().contains("Kernel log:"), "{err}");
+    log.clone()
+}
+
+#[test]
+fn a_panic_during_boot_is_error_panic_with_the_message_and_log() {
+    boot_panics(
+        "lkl_test_panic=1",
+        "lkl_test_panic was given on the command line",
+    );
 }
 
 #[test]
 fn an_early_panic_still_reaches_the_error_with_its_log() {
     // Panics while setup_arch() parses the command line: before memory
     // management and any initcall.
-    let err = Kernel::boot(boot_options("lkl_test_early_panic"))
-        .err()
-        .expect("a panicking boot is an error");
-    let Error::Panic { message, log } = &err else {
-        panic!("expected Error::Panic, got {err}");
-    };
-    assert!(
-        message.contains("lkl_test_early_panic was given on the command line"),
-        "{message}"
+    let log = boot_panics(
+        "lkl_test_early_panic",
+        "lkl_test_early_panic was given on the command line",
     );
-    assert!(log.contains("Linux version 6.12"), "{log}");
-    assert!(log.contains("Kernel panic"), "{log}");
     assert!(!log.contains("Memory:"), "the panic came before mm: {log}");
 }
 
