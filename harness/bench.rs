@@ -669,6 +669,7 @@ fn debug_figures(args: &BenchArgs, kernel: &KernelArgs, report: &mut Report) -> 
     let debug = lkl_harness::seeded::build(&Spec {
         variant: Variant::Debug,
         mutants: Vec::new(),
+        coverage: false,
     })
     .map_err(anyhow::Error::msg)
     .context("building the debug kernel")?;

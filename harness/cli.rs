@@ -6,6 +6,7 @@ use std::time::Instant;
 use anyhow::{bail, Context, Result};
 use clap::{Args, Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
+use lkl_harness::kbuild::Variant;
 use lkl_harness::stress::{self, Loudness};
 use lkl_harness::{log, BootOptions, Kernel, Record, StressOptions};
 use serde::Serialize;
@@ -141,6 +142,13 @@ enum Command {
     /// UBSAN, kmemleak). Prints which test caught each mutant and how;
     /// exits 1 if any mutant survives or does not build.
     Mutants(MutantsArgs),
+    /// Coverage of the kernel code under test: builds the kernel with the
+    /// files the patches of lkl/patches/ change instrumented (gcc
+    /// -fsanitize-coverage=trace-pc), runs `cargo test [ARGS]` against it,
+    /// and prints lines and basic blocks run per file, and every line of
+    /// the patches never reached. Writes target/coverage/lcov.info and,
+    /// with genhtml, target/coverage/html/. Exits 1 if a test failed.
+    Coverage(CoverageArgs),
     /// Boot, make one getpid(), print nanoseconds since main() started.
     /// Used by `bench` to time boots in fresh processes.
     #[command(name = "__boot-once", hide = true)]
@@ -157,6 +165,17 @@ struct TortureArgs {
     /// mutex_lock, rw_lock, rwsem_lock, ...) or rcu.
     #[arg(long = "test", value_name = "TEST", default_values_t = lkl_harness::torture::TESTS.map(String::from))]
     tests: Vec<String>,
+}
+
+/// The coverage run.
+#[derive(Debug, Args)]
+struct CoverageArgs {
+    /// The kernel to instrument: default, debug or race.
+    #[arg(long, value_name = "KERNEL", default_value = "default")]
+    kernel: String,
+    /// Arguments for `cargo test`, after `--`: test targets, a filter.
+    #[arg(last = true, value_name = "CARGO TEST ARGS")]
+    args: Vec<String>,
 }
 
 /// The mutants run.
@@ -188,6 +207,7 @@ pub fn run(started: Instant) -> Result<()> {
         Some(Command::Bench(args)) => bench::run(args, &cli.kernel, cli.stress.json),
         Some(Command::Torture(args)) => torture(args, &cli),
         Some(Command::Mutants(args)) => mutants(args),
+        Some(Command::Coverage(args)) => coverage(args),
         Some(Command::BootOnce) => boot_once(&cli.kernel, started),
     }
 }
@@ -514,6 +534,34 @@ fn torture(args: &TortureArgs, cli: &Cli) -> Result<()> {
             "torture failed for {}: see the verdicts above",
             failed.join(", ")
         );
+    }
+    Ok(())
+}
+
+fn coverage(args: &CoverageArgs) -> Result<()> {
+    let variant = Variant::from_name(&args.kernel).map_err(anyhow::Error::msg)?;
+    if !Variant::SUITE.contains(&variant) {
+        bail!(
+            "--kernel {}: coverage runs the test suite, which runs on {}",
+            args.kernel,
+            Variant::SUITE.map(|v| v.name()).join(", ")
+        );
+    }
+    let outcome = lkl_harness::coverage::run(variant, &args.args).map_err(anyhow::Error::msg)?;
+    let tree = lkl_harness::seeded::cache().source_dir();
+    println!(
+        "\ncoverage of the code under test ({} kernel, gcov counters of {} kernel{}):",
+        variant.name(),
+        outcome.kernels,
+        if outcome.kernels == 1 { "" } else { "s" }
+    );
+    print!("{}", outcome.report.render(&tree));
+    println!("\nlcov: {}", outcome.lcov.display());
+    if let Some(html) = &outcome.html {
+        println!("html: {}", html.display());
+    }
+    if !outcome.tests_passed {
+        bail!("some tests failed (above); the coverage is that of the run as it went");
     }
     Ok(())
 }

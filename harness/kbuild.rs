@@ -48,6 +48,13 @@ pub const API_SYMBOLS: &[&str] = &[
     "lkl_sys_halt",
     "lkl_cpus_state",
 ];
+/// How a coverage kernel compiles the files under test: a call to
+/// `__sanitizer_cov_trace_pc` at every basic block, line tables to map the
+/// blocks back to source lines, and no merging of identical tails or
+/// threading of jumps, so that each `return -EINVAL;` keeps a block of its
+/// own instead of sharing one or being jumped past.
+pub const COVERAGE_CFLAGS: &str =
+    "-fsanitize-coverage=trace-pc -g -fno-crossjumping -fno-thread-jumps";
 /// The only undefined symbol a relocatable vmlinux may have.
 const ALLOWED_UNDEFINED: &[&str] = &["_GLOBAL_OFFSET_TABLE_"];
 
@@ -169,6 +176,9 @@ pub struct Spec {
     pub variant: Variant,
     /// Patches applied on top of `lkl/patches/`, in order.
     pub mutants: Vec<PathBuf>,
+    /// The files under test (those the patches change, see
+    /// [`Cache::covered_files`]) report basic-block coverage to the host.
+    pub coverage: bool,
 }
 
 impl Spec {
@@ -177,12 +187,36 @@ impl Spec {
         Spec {
             variant,
             mutants: Vec::new(),
+            coverage: false,
         }
+    }
+
+    /// The same kernel with coverage of the files under test.
+    pub fn with_coverage(mut self) -> Spec {
+        self.coverage = true;
+        self
+    }
+
+    /// The kernel whose build directory this one's starts as a copy of.
+    fn base(&self) -> Option<Spec> {
+        if !self.mutants.is_empty() {
+            return Some(Spec {
+                mutants: Vec::new(),
+                ..self.clone()
+            });
+        }
+        if self.coverage {
+            return Some(Spec::of(self.variant));
+        }
+        self.variant.base().map(Spec::of)
     }
 
     /// A short name for messages: `race`, `default+shared-buffer-race`.
     pub fn name(&self) -> String {
         let mut name = self.variant.name().to_string();
+        if self.coverage {
+            name.push_str("+coverage");
+        }
         for m in &self.mutants {
             name.push('+');
             name.push_str(&mutant_name(m));
@@ -251,6 +285,9 @@ impl Cache {
             ),
         };
         name.push_str(&spec.variant.dir_suffix());
+        if spec.coverage {
+            name.push_str("-cover");
+        }
         if !spec.mutants.is_empty() {
             name.push_str("-m");
             for m in &spec.mutants {
@@ -290,37 +327,159 @@ impl Cache {
         ensure_host_tools(self.report)?;
         let source = self.kernel_source()?;
         self.prepare_tree(&source)?;
+        let build = self.make_vmlinux(spec)?;
+        self.package(&build)
+    }
+
+    /// Configures and makes `spec`'s vmlinux in its build directory, which
+    /// starts as a copy of its base's (see [`Spec::base`]) so that only
+    /// what differs is compiled. Returns the directory.
+    fn make_vmlinux(&self, spec: &Spec) -> Result<PathBuf> {
         let build = self.build_dir(spec);
-        if spec.mutants.is_empty() {
-            if let Some(base) = spec.variant.base() {
-                if !build.join(".config").is_file() {
-                    let base_dir = self.build_dir(&Spec::of(base));
-                    self.configure(&Spec::of(base), &base_dir)?;
-                    self.kmake(&base_dir, &["vmlinux"], &[])?;
-                    copy_dir(&base_dir, &build)?;
-                    let _ = fs::remove_file(build.join("lkl.o"));
-                }
-            }
-            self.configure(spec, &build)?;
-            self.kmake(&build, &["vmlinux"], &[])?;
-        } else {
-            let base = self.build_dir(&Spec::of(spec.variant));
-            if !build.join(".config").is_file() {
-                // Built once, so that this directory starts from it.
-                self.configure(&Spec::of(spec.variant), &base)?;
-                self.kmake(&base, &["vmlinux"], &[])?;
-                copy_dir(&base, &build)?;
+        if !build.join(".config").is_file() {
+            if let Some(base) = spec.base() {
+                let base_dir = self.make_vmlinux(&base)?;
+                copy_dir(&base_dir, &build)?;
                 // Its packaged library is the base's until rebuilt.
                 let _ = fs::remove_file(build.join("lkl.o"));
             }
-            self.configure(spec, &build)?;
+        }
+        self.configure(spec, &build)?;
+        let vars = if spec.coverage {
+            self.coverage_vars()?
+        } else {
+            Vec::new()
+        };
+        if spec.mutants.is_empty() {
+            self.kmake(&build, &["vmlinux"], &vars)?;
+        } else {
             let mutated = self.apply_mutants(spec, &build)?;
-            let made = self.kmake(&build, &["vmlinux"], &[]);
+            let made = self.kmake(&build, &["vmlinux"], &vars);
             let restored = self.restore(&mutated);
             made?;
             restored?;
         }
-        self.package(&build)
+        Ok(build)
+    }
+
+    /// The kernel source files a coverage kernel instruments: the C files
+    /// of the kernel proper that the patches of `lkl/patches/` create or
+    /// change (not tools/, scripts/, Documentation/ or the arch port,
+    /// whose host boundary must stay uninstrumented), less those of
+    /// [`Cache::uncoverable_files`].
+    pub fn covered_files(&self) -> Result<Vec<String>> {
+        let excluded: BTreeSet<String> = self
+            .uncoverable_files()?
+            .into_iter()
+            .map(|(f, _)| f)
+            .collect();
+        Ok(self
+            .patched_sources()?
+            .into_iter()
+            .filter(|f| !excluded.contains(f))
+            .collect())
+    }
+
+    /// The patched C files the kernel's Makefiles keep from coverage
+    /// instrumentation (`KCOV_INSTRUMENT := n`, or `KCOV_INSTRUMENT_<file>.o
+    /// := n`: code such as the allocators' and KASAN's, which must not call
+    /// out on every block), with the reason.
+    pub fn uncoverable_files(&self) -> Result<Vec<(String, String)>> {
+        let tree = self.source_dir();
+        let mut out = Vec::new();
+        for file in self.patched_sources()? {
+            let path = Path::new(&file);
+            let dir = path.parent().unwrap_or(Path::new(""));
+            let stem = path
+                .file_stem()
+                .map(|s| s.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            let makefile = dir.join("Makefile");
+            let text = fs::read_to_string(tree.join(&makefile)).unwrap_or_default();
+            let value = |var: &str| {
+                text.lines().find_map(|l| {
+                    let (name, value) = l.split_once(":=").or_else(|| l.split_once('='))?;
+                    (name.trim() == var).then(|| value.trim().to_string())
+                })
+            };
+            let per_file = format!("KCOV_INSTRUMENT_{stem}.o");
+            let (var, setting) = match value(&per_file) {
+                Some(v) => (per_file, v),
+                None => match value("KCOV_INSTRUMENT") {
+                    Some(v) => ("KCOV_INSTRUMENT".to_string(), v),
+                    None => continue,
+                },
+            };
+            if setting.starts_with('n') {
+                out.push((
+                    file.clone(),
+                    format!("{var} := n in {}", makefile.display()),
+                ));
+            }
+        }
+        Ok(out)
+    }
+
+    /// The C files of the kernel proper the patches create or change.
+    fn patched_sources(&self) -> Result<Vec<String>> {
+        let files = patched_files_of(&self.patches()?)?;
+        Ok(files
+            .into_iter()
+            .filter(|f| f.ends_with(".c"))
+            .filter(|f| {
+                ![
+                    "tools/",
+                    "scripts/",
+                    "Documentation/",
+                    "samples/",
+                    "arch/lkl/",
+                ]
+                .iter()
+                .any(|p| f.starts_with(p))
+            })
+            .collect())
+    }
+
+    /// Make variables that instrument the covered files and nothing else:
+    /// `GCOV_PROFILE_<stem>.o` (the kernel's gcov) and `CFLAGS_<stem>.o`
+    /// (gcc's `-fsanitize-coverage=trace-pc` and line tables), evaluated in
+    /// each directory's Makefile, where `$(obj)` names the directory. A
+    /// file its Makefile marks `KCOV_INSTRUMENT... := n` gets no trace-pc,
+    /// as KCOV would.
+    fn coverage_vars(&self) -> Result<Vec<String>> {
+        let mut by_stem: std::collections::BTreeMap<String, Vec<String>> = Default::default();
+        for file in self.covered_files()? {
+            let path = Path::new(&file);
+            let dir = path.parent().map(|d| d.to_string_lossy().into_owned());
+            let stem = path.file_stem().map(|s| s.to_string_lossy().into_owned());
+            let (Some(dir), Some(stem)) = (dir, stem) else {
+                continue;
+            };
+            let tree = self.source_dir();
+            for makefile in ["Makefile", "Kbuild"] {
+                let text = fs::read_to_string(tree.join(&dir).join(makefile)).unwrap_or_default();
+                if text.contains(&format!("CFLAGS_{stem}.o")) {
+                    return Err(format!(
+                        "{dir}/{makefile} sets CFLAGS_{stem}.o, which the coverage kernel \
+                         must set to instrument {file}; move those flags to ccflags-y or \
+                         CFLAGS_REMOVE_{stem}.o"
+                    ));
+                }
+            }
+            by_stem.entry(stem).or_default().push(dir);
+        }
+        let mut vars = Vec::new();
+        for (stem, dirs) in by_stem {
+            let dirs = dirs.join(" ");
+            vars.push(format!(
+                "CFLAGS_{stem}.o=$(if $(filter {dirs},$(obj)),$(if $(filter n%,\
+                 $(KCOV_INSTRUMENT_{stem}.o)$(KCOV_INSTRUMENT)),,{COVERAGE_CFLAGS}))"
+            ));
+            vars.push(format!(
+                "GCOV_PROFILE_{stem}.o=$(if $(filter {dirs},$(obj)),y)"
+            ));
+        }
+        Ok(vars)
     }
 
     /// The pristine source: `LINUX_SRC`, or Debian's.
@@ -636,6 +795,11 @@ impl Cache {
         for name in std::iter::once("lkl.config").chain(spec.variant.fragments().iter().copied()) {
             let path = dir.join(name);
             wanted += &fs::read_to_string(&path).map_err(|e| io_err("read", &path, e))?;
+        }
+        if spec.coverage {
+            wanted += "# Coverage of the files under test (Spec::coverage): gcov's\n\
+                       # counters (read from debugfs before halt) and trace-pc blocks.\n\
+                       CONFIG_LKL_COVERAGE=y\nCONFIG_DEBUG_FS=y\nCONFIG_GCOV_KERNEL=y\n";
         }
         Ok(wanted)
     }
@@ -1081,6 +1245,7 @@ mod tests {
         let spec = Spec {
             variant: Variant::Debug,
             mutants: vec!["lkl/mutants/leak.patch".into()],
+            coverage: false,
         };
         assert_eq!(
             cache.build_dir(&spec),

@@ -593,6 +593,13 @@ impl Kernel {
     }
 
     fn halt_inner(&self) -> Result<(), Error> {
+        // A coverage run keeps the kernel's gcov counters, read with
+        // system calls while it still runs.
+        if let Some(dir) = std::env::var_os(crate::coverage::COVERAGE_ENV) {
+            if !self.halted.load(Ordering::SeqCst) && self.host.panic_message().is_none() {
+                crate::coverage::gcov::save(self, std::path::Path::new(&dir));
+            }
+        }
         if self.halted.swap(true, Ordering::SeqCst) {
             return Ok(());
         }

@@ -23,6 +23,7 @@
 //! | [`errno`] | [`Errno`], with the kernel's names |
 //! | [`hello`] | the `hello` system call, typed |
 //! | [`log`] | the records a closure caused ([`Kernel::capture`]), normalisation for snapshots |
+//! | [`coverage`] | which lines of the code under test ran: reports, lcov |
 //! | [`check`] | kernel warnings as errors ([`Kernel::check_log`]), the [`Kernel::watchdog`] |
 //! | [`torture`] | the kernel's locktorture and rcutorture, run on this port |
 //! | [`symbolize`] | kernel addresses in reports to functions and source lines |
@@ -39,6 +40,7 @@
 
 pub mod calls;
 pub mod check;
+pub mod coverage;
 pub mod errno;
 mod ffi;
 pub mod hello;

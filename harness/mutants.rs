@@ -108,6 +108,7 @@ pub fn run_one(mutant: &Path, kernel: Variant, tests: &[String], filter: Option<
     let spec = Spec {
         variant: kernel,
         mutants: vec![mutant.to_path_buf()],
+        coverage: false,
     };
     let started = Instant::now();
     let library = crate::seeded::build(&spec);
@@ -188,7 +189,7 @@ fn run_tests(library: &Path, kernel: Variant, tests: &[String], filter: Option<&
 }
 
 /// `target/<dir>/lkl` links to the shared kernel cache, as in CI.
-fn link_cache(target: &Path) -> Result<(), String> {
+pub fn link_cache(target: &Path) -> Result<(), String> {
     let link = target.join("lkl");
     if link.exists() {
         return Ok(());

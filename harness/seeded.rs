@@ -54,6 +54,7 @@ pub fn with_mutant(name: &str) -> Spec {
     Spec {
         variant: this_variant(),
         mutants: vec![mutant_patch(name)],
+        coverage: false,
     }
 }
 
@@ -62,6 +63,7 @@ pub fn with_test_patch(name: &str) -> Spec {
     Spec {
         variant: this_variant(),
         mutants: vec![test_patch(name)],
+        coverage: false,
     }
 }
 

@@ -224,6 +224,7 @@ fn host_ops_rust_mirror_matches_the_c_header() {
         stack_walk,
         shadow_map,
         shadow_clear,
+        coverage,
     );
     assert_eq!(size_of::<sys::lkl_host_ops>(), size_of::<HostOps>());
     assert_eq!(align_of::<sys::lkl_host_ops>(), align_of::<HostOps>());

@@ -14,7 +14,7 @@ use std::fmt::Write as _;
 use common::{boot, boot_with, finish};
 use lkl_harness::hello::{HelloArgs, HELLO_ARGS_SIZE_VER0, HELLO_FLAG_LOUD};
 use lkl_harness::stress::{self, Loudness};
-use lkl_harness::{log, BootOptions, Errno, Kernel, StressOptions};
+use lkl_harness::{coverage, log, BootOptions, Errno, Kernel, StressOptions};
 
 /// Runs `f` with insta writing to `snapshots/` at the top of the repo,
 /// file names without the test crate's prefix.
@@ -26,7 +26,9 @@ fn in_snapshot_dir(f: impl FnOnce()) {
 }
 
 /// The boot log differs between the kernels (the debug one introduces
-/// lockdep): one snapshot each, `boot_log` and `boot_log@debug`. It is
+/// lockdep, a coverage kernel gcov): one snapshot each, `boot_log`,
+/// `boot_log@debug`, `boot_log@default-coverage` (`lkl-harness
+/// coverage` runs the suite with [`coverage::COVERAGE_ENV`] set). It is
 /// the log of the default CPU count whatever `LKL_CPUS` says, since the
 /// CPUs show in it.
 #[test]
@@ -38,7 +40,9 @@ fn boot_log() {
     let text = log::snapshot(&kernel.log());
     in_snapshot_dir(|| {
         let mut settings = insta::Settings::clone_current();
-        if lkl_harness::KERNEL_VARIANT != "default" {
+        if std::env::var_os(coverage::COVERAGE_ENV).is_some() {
+            settings.set_snapshot_suffix(format!("{}-coverage", lkl_harness::KERNEL_VARIANT));
+        } else if lkl_harness::KERNEL_VARIANT != "default" {
             settings.set_snapshot_suffix(lkl_harness::KERNEL_VARIANT);
         }
         settings.bind(|| insta::assert_snapshot!("boot_log", text));

@@ -163,6 +163,10 @@ pub struct HostOps {
     pub shadow_map: Option<unsafe extern "C" fn(addr: c_ulong, len: c_ulong) -> c_int>,
     /// Return part of the shadow to zeroes.
     pub shadow_clear: Option<unsafe extern "C" fn(addr: c_ulong, len: c_ulong)>,
+
+    /// A basic block at this offset from `_stext` ran on the calling
+    /// thread (kernels built with `CONFIG_LKL_COVERAGE`).
+    pub coverage: Option<unsafe extern "C" fn(offset: c_ulong)>,
 }
 
 // SAFETY: the table is plain immutable data (function pointers and an opaque
@@ -175,7 +179,7 @@ unsafe impl Send for HostOps {}
 unsafe impl Sync for HostOps {}
 
 /// The names of the fields of [`HostOps`], in order, excluding `ctx`.
-pub const OP_NAMES: [&str; 33] = [
+pub const OP_NAMES: [&str; 34] = [
     "console_write",
     "panic",
     "sem_alloc",
@@ -209,6 +213,7 @@ pub const OP_NAMES: [&str; 33] = [
     "stack_walk",
     "shadow_map",
     "shadow_clear",
+    "coverage",
 ];
 
 impl HostOps {
@@ -254,6 +259,7 @@ impl HostOps {
             stack_walk: Some(crate::backtrace::stack_walk),
             shadow_map: Some(mem::shadow_map),
             shadow_clear: Some(mem::shadow_clear),
+            coverage: Some(crate::coverage::coverage),
         }
     }
 
@@ -300,6 +306,7 @@ impl HostOps {
             self.stack_walk.is_some(),
             self.shadow_map.is_some(),
             self.shadow_clear.is_some(),
+            self.coverage.is_some(),
         ];
         OP_NAMES
             .iter()
@@ -405,9 +412,9 @@ mod tests {
     use std::mem::{align_of, size_of};
 
     #[test]
-    fn layout_is_36_words() {
-        // ctx, image_start, image_end and 33 function pointers.
-        assert_eq!(size_of::<HostOps>(), 36 * size_of::<*const ()>());
+    fn layout_is_37_words() {
+        // ctx, image_start, image_end and 34 function pointers.
+        assert_eq!(size_of::<HostOps>(), 37 * size_of::<*const ()>());
         assert_eq!(align_of::<HostOps>(), align_of::<*const ()>());
         assert_eq!(size_of::<Option<CallbackFn>>(), size_of::<*const ()>());
     }

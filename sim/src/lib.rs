@@ -19,6 +19,7 @@
 //! | user copies | [`uaccess`] | `copy_from_user`, `copy_to_user` |
 //! | kernel log | [`console`] | `console_write` (parsing) |
 //! | call traces | [`backtrace`] | `backtrace` |
+//! | basic-block coverage | [`coverage`] | `coverage` |
 //! | one kernel instance | [`host`] | `console_write`, `panic`, `ctx` |
 //!
 //! A harness creates a [`Host`], hands [`Host::ops_ptr`] to
@@ -56,6 +57,7 @@
 pub mod backtrace;
 pub mod clock;
 pub mod console;
+pub mod coverage;
 pub mod error;
 pub mod ffi;
 pub mod host;

@@ -75,6 +75,10 @@ struct lkl_timer;
  *	for every kernel of the process, mapped once; 0 or -1
  * @shadow_clear: return @len bytes at @addr, inside the range of
  *	@shadow_map, to zeroes (and their memory to the host)
+ * @coverage: record, for the calling thread, that the basic block at
+ *	@offset bytes from _stext ran (only kernels built with
+ *	CONFIG_LKL_COVERAGE call it, from any thread, very often); may be
+ *	NULL
  */
 struct lkl_host_ops {
 	void *ctx;
@@ -129,6 +133,8 @@ struct lkl_host_ops {
 
 	int (*shadow_map)(unsigned long addr, unsigned long len);
 	void (*shadow_clear)(unsigned long addr, unsigned long len);
+
+	void (*coverage)(unsigned long offset);
 };
 
 /**
