@@ -170,9 +170,6 @@ struct TortureArgs {
 /// The coverage run.
 #[derive(Debug, Args)]
 struct CoverageArgs {
-    /// The kernel to instrument: default, debug or race.
-    #[arg(long, value_name = "KERNEL", default_value = "default")]
-    kernel: String,
     /// Arguments for `cargo test`, after `--`: test targets, a filter.
     #[arg(last = true, value_name = "CARGO TEST ARGS")]
     args: Vec<String>,
@@ -539,14 +536,7 @@ fn torture(args: &TortureArgs, cli: &Cli) -> Result<()> {
 }
 
 fn coverage(args: &CoverageArgs) -> Result<()> {
-    let variant = Variant::from_name(&args.kernel).map_err(anyhow::Error::msg)?;
-    if !Variant::SUITE.contains(&variant) {
-        bail!(
-            "--kernel {}: coverage runs the test suite, which runs on {}",
-            args.kernel,
-            Variant::SUITE.map(|v| v.name()).join(", ")
-        );
-    }
+    let variant = Variant::Default;
     let outcome = lkl_harness::coverage::run(variant, &args.args).map_err(anyhow::Error::msg)?;
     let tree = lkl_harness::seeded::cache().source_dir();
     println!(

@@ -1,12 +1,14 @@
 //! Coverage of the code under test, from the coverage kernel's own gcov
-//! counters (built on first use: the default kernel's build directory
-//! plus the instrumented files).
+//! counters and trace-pc blocks. The coverage kernel is the default
+//! kernel's configuration whatever `LKL_KERNEL` says (what `lkl-harness
+//! coverage` measures), built on first use from the default kernel's build
+//! directory plus the instrumented files.
 
 mod common;
 
 use lkl_harness::coverage::{self, gcov};
 use lkl_harness::hello::HelloArgs;
-use lkl_harness::kbuild::Spec;
+use lkl_harness::kbuild::{Spec, Variant};
 use lkl_harness::{seeded, BootOptions, Kernel};
 
 /// The line of `kernel/hello.c` (in the tree the kernel was built from)
@@ -34,7 +36,7 @@ fn boot(spec: &Spec) -> Kernel {
 /// for it), and the size check took one branch only.
 #[test]
 fn counters_of_every_kernel_and_thread_add_up_to_the_calls_made() {
-    let spec = Spec::of(seeded::this_variant()).with_coverage();
+    let spec = Spec::of(Variant::Default).with_coverage();
     let kernels = [boot(&spec), boot(&spec)];
     const CALLS: usize = 25;
     std::thread::scope(|s| {
@@ -109,7 +111,7 @@ fn a_kernel_without_coverage_has_no_counters() {
 #[test]
 fn a_trace_has_the_blocks_of_the_calls_of_its_thread() {
     use std::collections::BTreeSet;
-    let spec = Spec::of(seeded::this_variant()).with_coverage();
+    let spec = Spec::of(Variant::Default).with_coverage();
     let library = seeded::build(&spec).expect("the coverage kernel builds");
     let map = coverage::Map::load(&library).expect("the library has its blocks");
     let hello_blocks: BTreeSet<u32> = map
