@@ -149,6 +149,17 @@ enum Command {
     /// the patches never reached. Writes target/coverage/lcov.info and,
     /// with genhtml, target/coverage/html/. Exits 1 if a test failed.
     Coverage(CoverageArgs),
+    /// Coverage-guided fuzzing of hello(2) on the coverage kernel: workers
+    /// in child processes (so a crash is a finding too), each with its own
+    /// kernel and seed, sharing the corpus directory. Every call is
+    /// checked against hello's contract (errno and log) and for kernel
+    /// reports (WARN, BUG, KASAN, UBSAN, ...). A finding is minimised and
+    /// saved as an input file and a ready-to-paste Rust test; exits 1.
+    Fuzz(FuzzArgs),
+    #[command(name = "__fuzz-worker", hide = true)]
+    FuzzWorker(FuzzWorkerArgs),
+    #[command(name = "__fuzz-replay", hide = true)]
+    FuzzReplay(FuzzReplayArgs),
     /// Boot, make one getpid(), print nanoseconds since main() started.
     /// Used by `bench` to time boots in fresh processes.
     #[command(name = "__boot-once", hide = true)]
@@ -173,6 +184,57 @@ struct CoverageArgs {
     /// Arguments for `cargo test`, after `--`: test targets, a filter.
     #[arg(last = true, value_name = "CARGO TEST ARGS")]
     args: Vec<String>,
+}
+
+/// The fuzz run.
+#[derive(Debug, Args)]
+struct FuzzArgs {
+    /// How long to fuzz, in seconds.
+    #[arg(long, default_value_t = 10)]
+    seconds: u64,
+    /// The random seed of the first worker (worker n: seed + n).
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// The corpus directory: read at start, new inputs and findings
+    /// written there (default target/fuzz/corpus).
+    #[arg(long, value_name = "DIR")]
+    corpus: Option<std::path::PathBuf>,
+    /// Workers (processes).
+    #[arg(short = 'j', long = "jobs", default_value_t = 1)]
+    jobs: usize,
+    /// The kernel's configuration: default, or debug (KASAN, UBSAN,
+    /// kmemleak, lockdep; a coverage build of its own, built on first use).
+    #[arg(long, value_name = "KERNEL", default_value = "default")]
+    kernel: String,
+    /// A patch applied on top of lkl/patches/ (a seeded bug): a path, or
+    /// the name of one in lkl/fuzz-mutants/ or lkl/mutants/.
+    #[arg(long, value_name = "PATCH")]
+    mutant: Option<String>,
+}
+
+/// A fuzz worker, started by `fuzz`.
+#[derive(Debug, Args)]
+struct FuzzWorkerArgs {
+    #[arg(long)]
+    library: std::path::PathBuf,
+    #[arg(long)]
+    seed: u64,
+    #[arg(long)]
+    seconds: u64,
+    #[arg(long)]
+    corpus: std::path::PathBuf,
+    #[arg(long)]
+    worker_cpus: u32,
+    #[arg(long)]
+    worker: usize,
+}
+
+/// One input replayed, started by `fuzz` to minimise a crash.
+#[derive(Debug, Args)]
+struct FuzzReplayArgs {
+    #[arg(long)]
+    library: std::path::PathBuf,
+    input: std::path::PathBuf,
 }
 
 /// The mutants run.
@@ -205,6 +267,12 @@ pub fn run(started: Instant) -> Result<()> {
         Some(Command::Torture(args)) => torture(args, &cli),
         Some(Command::Mutants(args)) => mutants(args),
         Some(Command::Coverage(args)) => coverage(args),
+        Some(Command::Fuzz(args)) => fuzz(args, &cli),
+        Some(Command::FuzzWorker(args)) => fuzz_worker(args),
+        Some(Command::FuzzReplay(args)) => {
+            lkl_harness::fuzz::campaign::replay_file(&args.library, &args.input)
+                .map_err(anyhow::Error::msg)
+        }
         Some(Command::BootOnce) => boot_once(&cli.kernel, started),
     }
 }
@@ -552,6 +620,112 @@ fn coverage(args: &CoverageArgs) -> Result<()> {
     }
     if !outcome.tests_passed {
         bail!("some tests failed (above); the coverage is that of the run as it went");
+    }
+    Ok(())
+}
+
+fn fuzz(args: &FuzzArgs, cli: &Cli) -> Result<()> {
+    use lkl_harness::fuzz::campaign::{self, Campaign};
+    let variant = Variant::from_name(&args.kernel).map_err(anyhow::Error::msg)?;
+    if ![Variant::Default, Variant::Debug].contains(&variant) {
+        bail!("--kernel {}: fuzz runs on default or debug", args.kernel);
+    }
+    if args.jobs == 0 || args.jobs > 64 {
+        bail!("-j {}: between 1 and 64 workers", args.jobs);
+    }
+    let mutants = match &args.mutant {
+        None => Vec::new(),
+        Some(m) => {
+            let path = std::path::PathBuf::from(m);
+            let found = [
+                path.clone(),
+                lkl_harness::seeded::fuzz_mutant_patch(m),
+                lkl_harness::seeded::mutant_patch(m),
+            ]
+            .into_iter()
+            .find(|p| p.is_file());
+            match found {
+                Some(p) => vec![p],
+                None => bail!(
+                    "--mutant {m}: no such patch (a path, or a name in lkl/fuzz-mutants/ or lkl/mutants/)"
+                ),
+            }
+        }
+    };
+    let cpus = cli
+        .kernel
+        .cpus
+        .unwrap_or_else(lkl_harness::kernel::default_cpus);
+    BootOptions {
+        cpus,
+        ..BootOptions::default()
+    }
+    .validate()?;
+    let corpus = args.corpus.clone().unwrap_or_else(|| {
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/fuzz/corpus")
+    });
+    let c = Campaign {
+        program: std::env::current_exe().context("finding this program")?,
+        seconds: args.seconds,
+        seed: args.seed,
+        cpus,
+        corpus,
+        jobs: args.jobs,
+        variant,
+        mutants,
+    };
+    let bar = ProgressBar::new_spinner();
+    bar.set_style(
+        ProgressStyle::with_template("{spinner} {elapsed} {msg}").expect("a valid template"),
+    );
+    let summary = campaign::run(&c, |status| bar.set_message(status.to_string()))
+        .map_err(anyhow::Error::msg)?;
+    bar.finish_and_clear();
+    if cli.stress.json {
+        println!("{}", serde_json::to_string_pretty(&summary)?);
+    } else {
+        println!(
+            "{} calls in {:.1} s ({:.0}/s, {} worker{}), corpus {}",
+            summary.execs,
+            summary.seconds,
+            summary.execs_per_sec,
+            c.jobs,
+            if c.jobs == 1 { "" } else { "s" },
+            summary.corpus
+        );
+        for (file, (hit, total)) in &summary.blocks {
+            println!(
+                "{file}: {hit}/{total} blocks reached (the last after {:.2} s)",
+                summary.seconds_to_last_block
+            );
+        }
+    }
+    if let Some(finding) = &summary.finding {
+        eprintln!(
+            "\nFINDING after {:.1} s:\n{finding}",
+            summary.seconds_to_find.unwrap_or_default()
+        );
+        for f in &summary.reproducer {
+            eprintln!("saved: {}", f.display());
+        }
+        std::process::exit(1);
+    }
+    println!("no finding");
+    Ok(())
+}
+
+fn fuzz_worker(args: &FuzzWorkerArgs) -> Result<()> {
+    let w = lkl_harness::fuzz::campaign::Worker {
+        library: args.library.clone(),
+        seed: args.seed,
+        seconds: args.seconds,
+        corpus: args.corpus.clone(),
+        cpus: args.worker_cpus,
+        worker: args.worker,
+    };
+    let found = lkl_harness::fuzz::campaign::worker(&w).map_err(anyhow::Error::msg)?;
+    if found {
+        std::process::exit(1);
     }
     Ok(())
 }

@@ -124,8 +124,14 @@ impl Map {
                     }
                 }
             }
-            if lines.is_empty() {
+            // gcov's constructors (`_sub_I_*`, run once at boot) are not
+            // the code under test.
+            let symbol = loader.find_symbol(call).unwrap_or_default();
+            if lines.is_empty() || symbol.starts_with("_sub_I_") || symbol.starts_with("_sub_D_") {
                 continue;
+            }
+            if function.is_empty() {
+                function = symbol.to_string();
             }
             let offset = u32::try_from(ret - stext)
                 .map_err(|_| format!("a block of {} is 4 GiB past _stext", library.display()))?;

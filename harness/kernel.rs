@@ -582,6 +582,12 @@ impl Kernel {
         self.halt_inner()
     }
 
+    /// Where this kernel's library is mapped (`(0, 0)` for the linked
+    /// kernel): memory the kernel refuses as user memory.
+    pub fn image_range(&self) -> (usize, usize) {
+        self.api.image
+    }
+
     /// Whether this is the kernel linked into the executable.
     pub(crate) fn is_linked(&self) -> bool {
         self.api.library.is_none()

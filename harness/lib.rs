@@ -24,6 +24,7 @@
 //! | [`hello`] | the `hello` system call, typed |
 //! | [`log`] | the records a closure caused ([`Kernel::capture`]), normalisation for snapshots |
 //! | [`coverage`] | which lines of the code under test ran: reports, lcov |
+//! | [`fuzz`] | a coverage-guided in-process fuzzer; [`fuzz::hello`] for hello(2) |
 //! | [`check`] | kernel warnings as errors ([`Kernel::check_log`]), the [`Kernel::watchdog`] |
 //! | [`torture`] | the kernel's locktorture and rcutorture, run on this port |
 //! | [`symbolize`] | kernel addresses in reports to functions and source lines |
@@ -43,6 +44,7 @@ pub mod check;
 pub mod coverage;
 pub mod errno;
 mod ffi;
+pub mod fuzz;
 pub mod hello;
 pub mod kbuild;
 pub mod kernel;

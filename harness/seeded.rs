@@ -44,6 +44,12 @@ pub fn mutant_patch(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("lkl/mutants/{name}.patch"))
 }
 
+/// `lkl/fuzz-mutants/<name>.patch`: seeded bugs the fixed tests miss and
+/// `lkl-harness fuzz` finds.
+pub fn fuzz_mutant_patch(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("lkl/fuzz-mutants/{name}.patch"))
+}
+
 /// `lkl/test-patches/<name>.patch`.
 pub fn test_patch(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("lkl/test-patches/{name}.patch"))

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Runs the kernel's checkpatch.pl --strict over the patches in lkl/patches,
-# lkl/mutants and lkl/test-patches, and over every file of the arch port;
+# lkl/mutants, lkl/fuzz-mutants and lkl/test-patches, and over every file of the arch port;
 # fails on any error, warning or check.  The few exceptions below are shapes the generic kernel imposes
 # on every architecture, which checkpatch's heuristics cannot know:
 #   NEW_TYPEDEFS         pte_t, pgd_t, elf_gregset_t ... are required types
@@ -45,7 +45,8 @@ check() {
 	fi
 }
 
-for patch in lkl/patches/*.patch lkl/mutants/*.patch lkl/test-patches/*.patch; do
+for patch in lkl/patches/*.patch lkl/mutants/*.patch lkl/fuzz-mutants/*.patch \
+	lkl/test-patches/*.patch; do
 	check "$top/$patch"
 done
 while IFS= read -r file; do
