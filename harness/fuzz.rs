@@ -127,6 +127,15 @@ pub struct Stats {
     pub findings: usize,
 }
 
+impl Stats {
+    fn fill(&mut self, corpus: usize, edges: usize, blocks: usize, started: Instant) {
+        self.corpus = corpus;
+        self.edges = edges;
+        self.blocks = blocks;
+        self.elapsed_ms = started.elapsed().as_millis() as u64;
+    }
+}
+
 /// A bug the fuzzer found.
 #[derive(Clone, Debug)]
 pub struct Finding {
@@ -389,10 +398,7 @@ pub fn run<G: Target>(
             let decoded = decode::<G::Input>(&minimised)
                 .map(|i| format!("{i:#?}"))
                 .unwrap_or_default();
-            stats.corpus = corpus.len();
-            stats.edges = edges.len();
-            stats.blocks = blocks.len();
-            stats.elapsed_ms = started.elapsed().as_millis() as u64;
+            stats.fill(corpus.len(), edges.len(), blocks.len(), started);
             observe(Event::Progress(&stats));
             return Outcome {
                 stats: stats.clone(),
@@ -409,17 +415,11 @@ pub fn run<G: Target>(
         }
         if last_progress.elapsed() >= Duration::from_millis(100) {
             last_progress = Instant::now();
-            stats.corpus = corpus.len();
-            stats.edges = edges.len();
-            stats.blocks = blocks.len();
-            stats.elapsed_ms = started.elapsed().as_millis() as u64;
+            stats.fill(corpus.len(), edges.len(), blocks.len(), started);
             observe(Event::Progress(&stats));
         }
     }
-    stats.corpus = corpus.len();
-    stats.edges = edges.len();
-    stats.blocks = blocks.len();
-    stats.elapsed_ms = started.elapsed().as_millis() as u64;
+    stats.fill(corpus.len(), edges.len(), blocks.len(), started);
     observe(Event::Progress(&stats));
     Outcome {
         stats,
