@@ -12,6 +12,28 @@ fn boot(spec: &Spec) -> Kernel {
         .unwrap_or_else(|e| panic!("the kernel did not boot: {e}"))
 }
 
+/// Fuzzes hello(2) on a fresh kernel of `spec` for `execs` calls from an
+/// empty corpus; returns the kernel and the outcome.
+fn fuzz_hello(spec: &Spec, seed: u64, execs: u64) -> (Kernel, fuzz::Outcome) {
+    let kernel = boot(spec);
+    let options = Options {
+        seed,
+        max_execs: Some(execs),
+        duration: None,
+        ..Options::default()
+    };
+    let boot_again =
+        || Kernel::boot_seeded(spec, BootOptions::default()).map_err(|e| e.to_string());
+    let outcome = fuzz::run(
+        &kernel,
+        &options,
+        &mut Hello::new(),
+        &boot_again,
+        |_: Event<'_>| {},
+    );
+    (kernel, outcome)
+}
+
 /// From an empty corpus, a fixed number of calls on the unmodified
 /// kernel reach every block of kernel/hello.c and find nothing: the
 /// fuzzer's contract of hello(2) is the kernel's.
@@ -26,22 +48,7 @@ fn the_unmodified_kernel_has_no_finding_and_every_block_of_hello_c_is_reached() 
         .filter(|s| s.unit() == Some("kernel/hello.c"))
         .map(|s| s.offset)
         .collect();
-    let kernel = boot(&spec);
-    let options = Options {
-        seed: 7,
-        max_execs: Some(20_000),
-        duration: None,
-        ..Options::default()
-    };
-    let boot_again =
-        || Kernel::boot_seeded(&spec, BootOptions::default()).map_err(|e| e.to_string());
-    let outcome = fuzz::run(
-        &kernel,
-        &options,
-        &mut Hello::new(),
-        &boot_again,
-        |_: Event<'_>| {},
-    );
+    let (kernel, outcome) = fuzz_hello(&spec, 7, 20_000);
     if let Some(f) = &outcome.finding {
         panic!(
             "a finding on the unmodified kernel: {}\n{}",
@@ -69,22 +76,7 @@ fn a_warn_only_a_rare_size_reaches_is_found_minimised_and_reproduced() {
         mutants: vec![seeded::fuzz_mutant_patch("small-extension-warn")],
         coverage: true,
     };
-    let kernel = boot(&spec);
-    let options = Options {
-        seed: 3,
-        max_execs: Some(500_000),
-        duration: None,
-        ..Options::default()
-    };
-    let boot_again =
-        || Kernel::boot_seeded(&spec, BootOptions::default()).map_err(|e| e.to_string());
-    let outcome = fuzz::run(
-        &kernel,
-        &options,
-        &mut Hello::new(),
-        &boot_again,
-        |_: Event<'_>| {},
-    );
+    let (kernel, outcome) = fuzz_hello(&spec, 3, 500_000);
     let finding = outcome.finding.expect("the fuzzer finds the WARN");
     assert!(finding.message.contains("WARNING:"), "{}", finding.message);
     assert!(
