@@ -57,8 +57,10 @@ pub const SPLAT_MARKERS: &[&str] = &[
     // Memory checkers and undefined behaviour.
     "UBSAN:",
     "KASAN:",
+    // kmemleak's reports, once confirmed (see Kernel::scan_for_leaks);
+    // its "N new suspected memory leaks" count names suspects only.
     "unreferenced object 0x",
-    "suspected memory leak",
+    "memory leak(s) confirmed",
     "KFENCE:",
     "general protection fault",
     "Unable to handle kernel",
@@ -278,6 +280,17 @@ impl Drop for Watchdog {
 /// `kernel/debug`, as on any Linux system.
 const SYSFS: &str = "/sys";
 
+/// How long [`Kernel::scan_for_leaks`] lets the kernel finish its deferred
+/// work (RCU callbacks, work items: several ticks of 10 ms) before the
+/// scan that confirms a suspected leak.
+pub const LEAK_SETTLE: Duration = Duration::from_millis(100);
+
+/// `S_IFCHR`, the file type of a character device.
+const S_IFCHR: u32 = 0o020000;
+
+/// `/dev/kmsg`'s device number (major 1, minor 11) as mknod(2) takes it.
+const KMSG_DEV: i64 = (1 << 8) | 11;
+
 impl Kernel {
     /// Ends a test: asks the kernel's leak detector for a scan where the
     /// kernel has one ([`scan_for_leaks`](Self::scan_for_leaks)), checks
@@ -314,10 +327,20 @@ impl Kernel {
     /// nothing points to any more is reported in the log, with the call
     /// trace of its allocation, for [`check_log`](Self::check_log).
     ///
-    /// It mounts sysfs on `/sys` and debugfs on `/sys/kernel/debug` (if
-    /// they are not mounted yet), makes kmemleak report leaks in the log
-    /// however young they are, and scans twice: an object whose contents
-    /// change between two scans, as a new one's do, is not reported. It
+    /// The first call mounts sysfs on `/sys` and debugfs on
+    /// `/sys/kernel/debug` (unless this kernel has them) and makes kmemleak
+    /// consider objects however young they are. Each call scans twice (an
+    /// object whose contents change between two scans, as a new one's do,
+    /// is not a suspect) and reads the suspects from
+    /// `/sys/kernel/debug/kmemleak`. A suspect is only a leak if it stays
+    /// one: on this arch kernel code runs on host threads whose stacks
+    /// kmemleak cannot scan, so an object that another CPU holds only in
+    /// a local variable at that moment (an RCU callback being run, a work
+    /// item) looks unreferenced. So when there are suspects, the kernel is
+    /// left to finish such work ([`LEAK_SETTLE`]) and scanned once more;
+    /// what is still unreferenced then is a leak, and its reports, as
+    /// kmemleak wrote them, are written to the kernel log (through
+    /// `/dev/kmsg`, with kmemleak's `kmemleak: ` prefix), each once. It
     /// costs a few milliseconds per megabyte of kernel data.
     ///
     /// Returns whether the kernel has kmemleak and was scanned. The kernel
@@ -330,22 +353,99 @@ impl Kernel {
             return Ok(false);
         }
         let debugfs = format!("{SYSFS}/kernel/debug");
-        match self.mount_once(SYSFS, "sysfs") {
-            // No sysfs, so no kmemleak (it needs debugfs, which needs it).
-            Err(Errno::ENODEV) => return Ok(false),
-            other => other?,
+        let control = format!("{debugfs}/kmemleak");
+        let control_c = std::ffi::CString::new(control.as_str()).expect("no NUL in a path");
+        match self.open(&control_c, sys::O_RDONLY, 0) {
+            // Set up by an earlier call. Mounting again would make and
+            // free a mount, garbage just before the scan.
+            Ok(fd) => self.close(fd)?,
+            Err(_) => {
+                match self.mount_once(SYSFS, "sysfs") {
+                    // No sysfs, so no kmemleak (it needs debugfs, which needs it).
+                    Err(Errno::ENODEV) => return Ok(false),
+                    other => other?,
+                }
+                let params = format!("{SYSFS}/module/kmemleak/parameters");
+                // Reports go to the log only once confirmed, below.
+                match self.write_file(&format!("{params}/verbose"), b"0") {
+                    Err(Errno::ENOENT) => return Ok(false),
+                    other => other?,
+                }
+                self.write_file(&format!("{params}/min_age_ms"), b"0")?;
+                self.mount_once(&debugfs, "debugfs")?;
+            }
         }
-        let params = format!("{SYSFS}/module/kmemleak/parameters");
-        match self.write_file(&format!("{params}/verbose"), b"1") {
-            Err(Errno::ENOENT) => return Ok(false),
-            other => other?,
-        }
-        self.write_file(&format!("{params}/min_age_ms"), b"0")?;
-        self.mount_once(&debugfs, "debugfs")?;
         for _ in 0..2 {
-            self.write_file(&format!("{debugfs}/kmemleak"), b"scan")?;
+            self.write_file(&control, b"scan")?;
         }
+        if self.read_file(&control)?.is_empty() {
+            return Ok(true);
+        }
+        self.nanosleep(LEAK_SETTLE)?;
+        self.write_file(&control, b"scan")?;
+        let leaks = String::from_utf8_lossy(&self.read_file(&control)?).into_owned();
+        self.log_leaks(&leaks)?;
         Ok(true)
+    }
+
+    /// Writes the reports of `leaks` (the text of the kmemleak debugfs
+    /// file) that are not in the log yet to the log, a line a record, as
+    /// kmemleak itself prints them.
+    fn log_leaks(&self, leaks: &str) -> Result<(), Errno> {
+        let mut reports: Vec<Vec<&str>> = Vec::new();
+        for line in leaks.lines() {
+            match reports.last_mut() {
+                Some(report) if !line.starts_with("unreferenced object") => report.push(line),
+                _ => reports.push(vec![line]),
+            }
+        }
+        let mut logged = self.leaks_logged.lock();
+        reports.retain(|r| logged.insert(r[0].to_string()));
+        if reports.is_empty() {
+            return Ok(());
+        }
+        let kmsg = c"/dev/kmsg";
+        match self.mkdir(c"/dev", 0o755) {
+            Ok(()) | Err(Errno::EEXIST) => {}
+            Err(e) => return Err(e),
+        }
+        // SAFETY: the path is a NUL-terminated string that lives across
+        // the call; mknodat reads it and writes nothing of ours.
+        let made = unsafe {
+            self.syscall(
+                sys::__NR_mknodat,
+                &[
+                    sys::AT_FDCWD as i64,
+                    kmsg.as_ptr() as i64,
+                    i64::from(S_IFCHR | 0o600),
+                    KMSG_DEV,
+                ],
+            )
+        };
+        match made {
+            Ok(_) | Err(Errno::EEXIST) => {}
+            Err(e) => return Err(e),
+        }
+        let count = reports.len();
+        let lines = reports
+            .iter()
+            .flatten()
+            .map(|line| format!("<4>kmemleak: {line}\n"))
+            .chain(std::iter::once(format!(
+                "<4>kmemleak: {count} memory leak(s) confirmed by a scan {} ms after the \
+                 first (see /sys/kernel/debug/kmemleak)\n",
+                LEAK_SETTLE.as_millis()
+            )));
+        for line in lines {
+            // One open per line: /dev/kmsg limits each open file to a
+            // burst of ten records.
+            let fd = self.open(kmsg, sys::O_WRONLY, 0)?;
+            let written = self.write(fd, line.as_bytes());
+            let closed = self.close(fd);
+            written?;
+            closed?;
+        }
+        Ok(())
     }
 
     /// Mounts a `fstype` file system on `dir`, unless `dir` is already a
@@ -371,6 +471,24 @@ impl Kernel {
         let closed = self.close(fd);
         written?;
         closed
+    }
+
+    /// The whole contents of the file at `path`.
+    fn read_file(&self, path: &str) -> Result<Vec<u8>, Errno> {
+        let path = std::ffi::CString::new(path).expect("no NUL in a path");
+        let fd = self.open(&path, sys::O_RDONLY, 0)?;
+        let mut data = Vec::new();
+        let mut buf = vec![0u8; 16384];
+        let result = loop {
+            match self.read(fd, &mut buf) {
+                Ok(0) => break Ok(data),
+                Ok(n) => data.extend_from_slice(&buf[..n]),
+                Err(e) => break Err(e),
+            }
+        };
+        let closed = self.close(fd);
+        let data = result?;
+        closed.map(|()| data)
     }
 
     /// Checks the log for reports of kernel bugs: `WARNING:`, `BUG:`,

@@ -264,6 +264,9 @@ pub struct Kernel {
     halted: AtomicBool,
     boot_time: Duration,
     progress: Arc<Progress>,
+    /// The first lines of the leak reports written to the log so far
+    /// ([`Kernel::scan_for_leaks`]).
+    pub(crate) leaks_logged: parking_lot::Mutex<std::collections::BTreeSet<String>>,
     /// Dropped with the kernel: stops the hang monitor.
     _monitor: Option<crossbeam_channel::Sender<()>>,
 }
@@ -414,6 +417,7 @@ impl Kernel {
                     halted: AtomicBool::new(false),
                     boot_time,
                     progress,
+                    leaks_logged: parking_lot::Mutex::default(),
                     _monitor: monitor,
                 })
             }

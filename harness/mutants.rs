@@ -258,7 +258,7 @@ pub fn first_report(output: &str) -> Option<String> {
                 || l.contains("UBSAN:")
                 || l.contains("unreferenced object 0x")
                 || l.contains("BUG: KCSAN:")
-                || (crate::check::is_splat(l) && !l.contains("suspected memory leak")))
+                || (crate::check::is_splat(l) && !l.contains("memory leak(s) confirmed")))
     })?;
     let strip = |l: &str| {
         let l = l.trim();
