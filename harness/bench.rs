@@ -44,6 +44,10 @@ pub struct BenchArgs {
     /// need be.
     #[arg(long)]
     no_debug: bool,
+    /// Skip the coverage kernel's figures (what gcov and trace-pc cost
+    /// on hello()); they build the coverage kernel first if need be.
+    #[arg(long)]
+    no_coverage: bool,
 }
 
 /// One measured figure.
@@ -109,6 +113,9 @@ pub fn run(args: &BenchArgs, kernel: &KernelArgs, json: bool) -> Result<()> {
     }
     if !args.no_debug {
         debug_figures(args, kernel, &mut report)?;
+    }
+    if !args.no_coverage {
+        coverage_figures(args, kernel, &mut report)?;
     }
 
     if args.build {
@@ -726,6 +733,78 @@ fn debug_figures(args: &BenchArgs, kernel: &KernelArgs, report: &mut Report) -> 
                 "VmRSS before and after booting {} of them, divided",
                 args.instances
             ),
+        );
+    }
+    Ok(())
+}
+
+/// What coverage instrumentation costs on a valid `hello()`: the default
+/// kernel beside the coverage kernel (gcov counters and trace-pc into
+/// the process's block set), and the coverage kernel with each call
+/// traced on its thread, as the fuzzer runs it. Private kernels, one of
+/// each, measured in alternating rounds so that the machine's noise falls
+/// on all three alike.
+fn coverage_figures(args: &BenchArgs, kernel: &KernelArgs, report: &mut Report) -> Result<()> {
+    use lkl_harness::hello::HelloArgs;
+    use lkl_harness::kbuild::{Spec, Variant};
+
+    let covered = lkl_harness::seeded::build(&Spec::of(Variant::Default).with_coverage())
+        .map_err(anyhow::Error::msg)
+        .context("building the coverage kernel")?;
+    let options = kernel.boot_options();
+    let plain = Kernel::boot(options.clone())?;
+    let cover = Kernel::boot_library(&covered, options)?;
+    let hello = HelloArgs::new(c"world", 0);
+    const ROUNDS: usize = 10;
+    let calls = (args.hello_calls / ROUNDS / 2).max(1);
+    let mut totals = [Duration::ZERO; 3];
+    let time = |k: &Kernel, traced: bool| {
+        let started = Instant::now();
+        for _ in 0..calls {
+            let result = if traced {
+                lkl_sim::coverage::trace(|| k.hello(&hello)).0
+            } else {
+                k.hello(&hello)
+            };
+            result.expect("a valid hello() succeeds");
+        }
+        started.elapsed()
+    };
+    for _ in 0..ROUNDS {
+        totals[0] += time(&plain, false);
+        totals[1] += time(&cover, false);
+        totals[2] += time(&cover, true);
+        plain.take_log();
+        cover.take_log();
+    }
+    plain.halt()?;
+    cover.halt()?;
+    let per_call = |d: Duration| d.as_nanos() as f64 / (calls * ROUNDS) as f64;
+    let base = per_call(totals[0]);
+    let command = format!(
+        "{ROUNDS} alternating rounds × {calls} quiet hello() calls, one thread, private kernels"
+    );
+    for (what, total) in [
+        ("default kernel: valid hello() call", totals[0]),
+        ("coverage kernel: valid hello() call", totals[1]),
+        ("coverage kernel: hello() call, traced (fuzzer)", totals[2]),
+    ] {
+        report.add(
+            what,
+            format!("{:.0}", per_call(total)),
+            "ns/call",
+            command.clone(),
+        );
+    }
+    for (what, total) in [
+        ("coverage kernel / default kernel", totals[1]),
+        ("traced call / default kernel", totals[2]),
+    ] {
+        report.add(
+            what,
+            format!("{:.2}", per_call(total) / base),
+            "x",
+            command.clone(),
         );
     }
     Ok(())

@@ -136,6 +136,11 @@ enum Command {
     /// use) each. Exits 1 unless every run ends in SUCCESS with no error
     /// counted and nothing reported.
     Torture(TortureArgs),
+    /// Run KUnit suites in a private KUnit kernel (KUnit and every suite
+    /// this configuration builds, hello's among them; built on first use)
+    /// and print their results as kunit.py does. Exits 1 unless every
+    /// matching case passed or was skipped.
+    Kunit(KunitArgs),
     /// Mutation testing: for each seeded bug (a `*.patch` of the kernel
     /// source in lkl/mutants/, or --dir), build the kernel with it and run
     /// the tests against it, on the default and the debug kernel (KASAN,
@@ -176,6 +181,18 @@ struct TortureArgs {
     /// mutex_lock, rw_lock, rwsem_lock, ...) or rcu.
     #[arg(long = "test", value_name = "TEST", default_values_t = lkl_harness::torture::TESTS.map(String::from))]
     tests: Vec<String>,
+}
+
+/// The KUnit run.
+#[derive(Debug, Args)]
+struct KunitArgs {
+    /// The suites to run: a glob of suite names, or `suite.case` globs
+    /// (kunit.filter_glob).
+    #[arg(default_value = "*")]
+    glob: String,
+    /// List the matching suite.case names instead of running them.
+    #[arg(long)]
+    list: bool,
 }
 
 /// The coverage run.
@@ -265,6 +282,7 @@ pub fn run(started: Instant) -> Result<()> {
         Some(Command::Boot) => boot(&cli),
         Some(Command::Bench(args)) => bench::run(args, &cli.kernel, cli.stress.json),
         Some(Command::Torture(args)) => torture(args, &cli),
+        Some(Command::Kunit(args)) => kunit(args, &cli),
         Some(Command::Mutants(args)) => mutants(args),
         Some(Command::Coverage(args)) => coverage(args),
         Some(Command::Fuzz(args)) => fuzz(args, &cli),
@@ -533,6 +551,43 @@ fn mutants(args: &MutantsArgs) -> Result<()> {
     }
     if !missed.is_empty() {
         bail!("mutants that survived every kernel: {}", missed.join(", "));
+    }
+    Ok(())
+}
+
+fn kunit(args: &KunitArgs, cli: &Cli) -> Result<()> {
+    use lkl_harness::kunit;
+
+    let spec = kunit::spec(Vec::new());
+    let options = cli.kernel.boot_options();
+    options.validate()?;
+    let mut out = std::io::stdout().lock();
+    if args.list {
+        let names = kunit::list_on(&spec, &args.glob)?;
+        if cli.stress.json {
+            serde_json::to_writer_pretty(&mut out, &names)?;
+            writeln!(out)?;
+        } else {
+            for name in &names {
+                writeln!(out, "{name}")?;
+            }
+        }
+        return Ok(());
+    }
+    eprintln!("kunit: running the suites matching {:?} ...", args.glob);
+    let report = kunit::run_on(&spec, &args.glob, options)?;
+    if cli.stress.json {
+        serde_json::to_writer_pretty(&mut out, &report)?;
+        writeln!(out)?;
+    } else {
+        write!(out, "{}", report.render())?;
+        if cli.stress.log {
+            writeln!(out, "Kernel log:\n{}", report.log)?;
+        }
+    }
+    drop(out);
+    if !report.passed() {
+        bail!("KUnit: not every case of {:?} passed: see above", args.glob);
     }
     Ok(())
 }

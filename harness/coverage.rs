@@ -234,7 +234,8 @@ impl FileReport {
 pub struct Report {
     /// One per file under test, in order.
     pub files: Vec<FileReport>,
-    /// Files under test that are not instrumented, with the reason.
+    /// Files under test that are not instrumented or not built, with the
+    /// reason (`not instrumented: ...`, `not built ...`).
     pub not_instrumented: Vec<(String, String)>,
 }
 
@@ -302,7 +303,7 @@ impl Report {
             );
         }
         for (file, why) in &self.not_instrumented {
-            let _ = writeln!(out, "{file:width$}  not instrumented: {why}");
+            let _ = writeln!(out, "{file:width$}  {why}");
         }
         for f in &self.files {
             let uncovered = f.uncovered();
@@ -632,6 +633,7 @@ pub fn report_of(spec: &Spec, gcdas: &BTreeMap<String, Vec<u8>>) -> Result<Repor
     let scratch = output_dir().join(format!("gcov-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&scratch);
     let mut sources = Vec::new();
+    let mut not_built = Vec::new();
     for file in cache.covered_files()? {
         let object = Path::new(&file).with_extension("o").display().to_string();
         let key = format!(
@@ -640,13 +642,23 @@ pub fn report_of(spec: &Spec, gcdas: &BTreeMap<String, Vec<u8>>) -> Result<Repor
         );
         let Some(gcda) = gcdas.get(&key) else {
             // Not compiled in this configuration: no kernel has its .gcda.
+            not_built.push((
+                file,
+                "not built in the coverage kernel's configuration (the default one)".to_string(),
+            ));
             continue;
         };
         sources.push(gcov::report(&build, &object, gcda, &scratch, &file)?);
     }
     let _ = std::fs::remove_dir_all(&scratch);
     let mut report = Report::new(sources, &added_lines(&cache.patches()?)?);
-    report.not_instrumented = cache.uncoverable_files()?;
+    report.not_instrumented = cache
+        .uncoverable_files()?
+        .into_iter()
+        .map(|(file, why)| (file, format!("not instrumented: {why}")))
+        .chain(not_built)
+        .collect();
+    report.not_instrumented.sort();
     Ok(report)
 }
 

@@ -72,15 +72,18 @@ pub enum Variant {
     Race,
     /// The kernel's own torture tests built in (`lkl-harness torture`).
     Torture,
+    /// KUnit and its suites built in (`lkl-harness kunit`).
+    Kunit,
 }
 
 impl Variant {
     /// Every variant, in the order CI builds them.
-    pub const ALL: [Variant; 4] = [
+    pub const ALL: [Variant; 5] = [
         Variant::Default,
         Variant::Debug,
         Variant::Race,
         Variant::Torture,
+        Variant::Kunit,
     ];
 
     /// The variant's name (`LKL_KERNEL=<name>`).
@@ -90,6 +93,7 @@ impl Variant {
             Variant::Debug => "debug",
             Variant::Race => "race",
             Variant::Torture => "torture",
+            Variant::Kunit => "kunit",
         }
     }
 
@@ -98,7 +102,7 @@ impl Variant {
     /// a few options, so that make rebuilds only what they touch.
     fn base(self) -> Option<Variant> {
         match self {
-            Variant::Torture => Some(Variant::Default),
+            Variant::Torture | Variant::Kunit => Some(Variant::Default),
             _ => None,
         }
     }
@@ -110,6 +114,7 @@ impl Variant {
             Variant::Debug => "KASAN, UBSAN, kmemleak and lockdep",
             Variant::Race => "KCSAN, the data race detector, with lockdep",
             Variant::Torture => "locktorture and rcutorture, for `lkl-harness torture`",
+            Variant::Kunit => "KUnit and its suites, for `lkl-harness kunit`",
         }
     }
 
@@ -157,6 +162,7 @@ impl Variant {
             Variant::Debug => &["debug.config"],
             Variant::Race => &["race.config"],
             Variant::Torture => &["torture.config"],
+            Variant::Kunit => &["kunit.config"],
         }
     }
 

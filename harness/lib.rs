@@ -26,6 +26,7 @@
 //! | [`coverage`] | which lines of the code under test ran: reports, lcov |
 //! | [`fuzz`] | a coverage-guided in-process fuzzer; [`fuzz::hello`] for hello(2) |
 //! | [`check`] | kernel warnings as errors ([`Kernel::check_log`]), the [`Kernel::watchdog`] |
+//! | [`kunit`] | KUnit suites run in a private KUnit kernel: KTAP parsed into suites and cases |
 //! | [`torture`] | the kernel's locktorture and rcutorture, run on this port |
 //! | [`symbolize`] | kernel addresses in reports to functions and source lines |
 //! | [`stress`] | the call loop: many threads calling `hello`, verified |
@@ -48,6 +49,7 @@ pub mod fuzz;
 pub mod hello;
 pub mod kbuild;
 pub mod kernel;
+pub mod kunit;
 pub mod log;
 pub mod mutants;
 pub mod seeded;
