@@ -70,8 +70,12 @@ pub struct Outcome {
     pub test: Duration,
 }
 
-/// The `*.patch` files of `dir`, sorted, whose names contain `filter`.
+/// The `*.patch` files of `dir`, sorted, whose names contain `filter`, as
+/// absolute paths: builds apply them from a scratch directory, and tests
+/// read them from the project's.
 pub fn find(dir: &Path, filter: Option<&str>) -> Result<Vec<PathBuf>, String> {
+    let dir = &std::fs::canonicalize(dir)
+        .map_err(|e| format!("cannot list mutants in {}: {e}", dir.display()))?;
     let entries = std::fs::read_dir(dir)
         .map_err(|e| format!("cannot list mutants in {}: {e}", dir.display()))?;
     let mut found: Vec<PathBuf> = entries
@@ -338,6 +342,16 @@ fn first_line(text: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A relative --dir works from any directory the build applies from.
+    #[test]
+    fn mutants_are_found_as_absolute_paths() {
+        let found = find(Path::new("lkl/fuzz-mutants"), Some("warn")).expect("the fuzz mutants");
+        assert_eq!(found.len(), 1);
+        assert!(found[0].is_absolute(), "{}", found[0].display());
+        assert!(found[0].is_file());
+        assert!(find(Path::new("lkl/no-such-dir"), None).is_err());
+    }
 
     #[test]
     fn the_first_failure_names_target_test_and_message() {
