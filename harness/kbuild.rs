@@ -330,11 +330,68 @@ impl Cache {
 
     /// Builds `spec`, or finds it up to date. The caller holds the lock.
     pub fn build(&self, spec: &Spec, _lock: &Lock) -> Result<Built> {
+        let dir = self.build_dir(spec);
+        let stamp = dir.join(".lkl-inputs");
+        if let Some(digest) = self.inputs_digest(spec)? {
+            let built = Built {
+                object: dir.join("lkl.o"),
+                shared_library: dir.join("liblkl.so"),
+                build_dir: dir.clone(),
+            };
+            if fs::read_to_string(&stamp).ok().as_deref() == Some(digest.as_str())
+                && built.object.is_file()
+                && built.shared_library.is_file()
+            {
+                return Ok(built);
+            }
+        }
         ensure_host_tools(self.report)?;
         let source = self.kernel_source()?;
         self.prepare_tree(&source)?;
         let build = self.make_vmlinux(spec)?;
-        self.package(&build)
+        let built = self.package(&build)?;
+        if let Some(digest) = self.inputs_digest(spec)? {
+            fs::write(&stamp, digest).map_err(|e| io_err("write", &stamp, e))?;
+        }
+        Ok(built)
+    }
+
+    /// A digest of what a build of `spec` is made from, beyond the kernel
+    /// source the cache unpacked once: this module (how kernels are
+    /// built), the configuration, every file of `lkl/` (patches, port,
+    /// configuration, mutants) and the spec's own patches by size and
+    /// modification time, and the work tree's record of its source and
+    /// patches. When it matches the digest a build left, that build is
+    /// up to date and make (seconds even when nothing changed) is not run.
+    /// `None` for a developer's own tree, which may change anywhere.
+    fn inputs_digest(&self, spec: &Spec) -> Result<Option<String>> {
+        if self.own_tree.is_some() {
+            return Ok(None);
+        }
+        let mut text = format!(
+            "{:016x}\n{}\n",
+            stable_hash(include_str!("kbuild.rs").as_bytes()),
+            spec.name()
+        );
+        text += &self.config_fragment(spec)?;
+        let mut files = Vec::new();
+        list_files(&self.manifest.join("lkl"), &mut files);
+        files.extend(spec.mutants.iter().cloned());
+        files.sort();
+        for file in &files {
+            let meta = fs::metadata(file).map_err(|e| io_err("stat", file, e))?;
+            let _ = writeln!(
+                text,
+                "{} {} {:?}",
+                file.display(),
+                meta.len(),
+                meta.modified().ok()
+            );
+        }
+        for record in ["tree.source", "tree.patched"] {
+            text += &fs::read_to_string(self.dir.join(record)).unwrap_or_default();
+        }
+        Ok(Some(format!("{:016x}", stable_hash(text.as_bytes()))))
     }
 
     /// Configures and makes `spec`'s vmlinux in its build directory, which
@@ -1085,8 +1142,23 @@ fn check_symbols(object: &Path) -> Result<()> {
     Ok(())
 }
 
+/// Every file under `dir`, recursively (symbolic links are not followed).
+fn list_files(dir: &Path, out: &mut Vec<PathBuf>) {
+    let Ok(entries) = fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        match entry.file_type() {
+            Ok(t) if t.is_dir() => list_files(&path, out),
+            Ok(_) => out.push(path),
+            Err(_) => {}
+        }
+    }
+}
+
 /// FNV-1a: a hash that stays the same across Rust releases, for names of
-/// build directories.
+/// build directories and digests of build inputs.
 pub fn stable_hash(bytes: &[u8]) -> u64 {
     bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, &b| {
         (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
