@@ -474,7 +474,7 @@ impl Kernel {
     }
 
     /// The whole contents of the file at `path`.
-    fn read_file(&self, path: &str) -> Result<Vec<u8>, Errno> {
+    pub(crate) fn read_file(&self, path: &str) -> Result<Vec<u8>, Errno> {
         let path = std::ffi::CString::new(path).expect("no NUL in a path");
         let fd = self.open(&path, sys::O_RDONLY, 0)?;
         let mut data = Vec::new();

@@ -885,20 +885,9 @@ pub mod gcov {
     }
 
     fn read_file(kernel: &Kernel, path: &str) -> Result<Vec<u8>, String> {
-        let fd = kernel
-            .open(&cstring(path)?, sys::O_RDONLY, 0)
-            .map_err(|e| format!("open {path}: {e}"))?;
-        let mut data = Vec::new();
-        let mut buf = vec![0u8; 65536];
-        let result = loop {
-            match kernel.read(fd, &mut buf) {
-                Ok(0) => break Ok(data),
-                Ok(n) => data.extend_from_slice(&buf[..n]),
-                Err(e) => break Err(format!("read {path}: {e}")),
-            }
-        };
-        let _ = kernel.close(fd);
-        result
+        kernel
+            .read_file(path)
+            .map_err(|e| format!("read {path}: {e}"))
     }
 
     /// Saves `kernel`'s counters under `dir/<pid>-<n>/` (called by every

@@ -532,6 +532,18 @@ mod tests {
         text.lines().map(str::to_string).collect()
     }
 
+    /// A report of parsed suites, with no kernel behind it.
+    fn parsed_report(planned: usize, suites: Vec<Suite>) -> KunitReport {
+        KunitReport {
+            glob: "*".into(),
+            suites,
+            planned,
+            splats: Vec::new(),
+            seconds: 0.0,
+            log: String::new(),
+        }
+    }
+
     #[test]
     fn parses_suites_cases_skips_params_and_failures() {
         let log = lines(
@@ -591,14 +603,7 @@ mod tests {
         assert_eq!(params.params.len(), 2);
         assert_eq!(params.params[1].status, Status::Fail);
 
-        let report = KunitReport {
-            glob: "*".into(),
-            suites,
-            planned,
-            splats: Vec::new(),
-            seconds: 0.0,
-            log: String::new(),
-        };
+        let report = parsed_report(planned, suites);
         assert!(!report.passed());
         let text = report.render();
         assert!(text.contains("[FAILED] hello (3 cases: 1 passed, 1 failed, 1 skipped)"));
@@ -612,14 +617,7 @@ mod tests {
     fn a_run_cut_short_or_empty_does_not_pass() {
         let log = lines("KTAP version 1\n1..2\n    # Subtest: a\n    1..1\n    ok 1 x\nok 1 a\n");
         let (planned, suites) = parse(&log);
-        let report = KunitReport {
-            glob: "*".into(),
-            suites,
-            planned,
-            splats: Vec::new(),
-            seconds: 0.0,
-            log: String::new(),
-        };
+        let report = parsed_report(planned, suites);
         assert!(!report.passed());
         assert!(report
             .render()
