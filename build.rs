@@ -146,6 +146,11 @@ fn run() -> Result<()> {
         cache.log_path().display()
     );
     println!("cargo:rustc-env=LKL_KERNEL_VARIANT={}", variant.name());
+    // The selftest runner's entry points, which the programs it loads
+    // resolve (harness/glue/ksft_shim.c).
+    for symbol in ["lkl_ksft_route", "lkl_ksft_exit_hook"] {
+        println!("cargo:rustc-link-arg-bin=lkl-harness=-Wl,--export-dynamic-symbol={symbol}");
+    }
     // Tests of one variant's checkers exist only in that variant's build.
     let names: Vec<String> = Variant::ALL
         .iter()

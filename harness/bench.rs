@@ -48,6 +48,10 @@ pub struct BenchArgs {
     /// on hello()); they build the coverage kernel first if need be.
     #[arg(long)]
     no_coverage: bool,
+    /// Skip the selftest figures (compiling and running the seed's
+    /// hello selftest with `selftest`).
+    #[arg(long)]
+    no_selftest: bool,
 }
 
 /// One measured figure.
@@ -116,6 +120,10 @@ pub fn run(args: &BenchArgs, kernel: &KernelArgs, json: bool) -> Result<()> {
     }
     if !args.no_coverage {
         coverage_figures(args, kernel, &mut report)?;
+    }
+
+    if !args.no_selftest {
+        selftest_figures(kernel, &mut report)?;
     }
 
     if args.build {
@@ -744,6 +752,61 @@ fn debug_figures(args: &BenchArgs, kernel: &KernelArgs, report: &mut Report) -> 
 /// traced on its thread, as the fuzzer runs it. Private kernels, one of
 /// each, measured in alternating rounds so that the machine's noise falls
 /// on all three alike.
+/// What `selftest` costs on the seed's hello selftest: a cold compile
+/// and run (a fresh cache directory) and warm runs (compiled earlier),
+/// each a runner process that boots its kernel.
+fn selftest_figures(kernel: &KernelArgs, report: &mut Report) -> Result<()> {
+    use lkl_harness::selftest::{self, SelftestOptions};
+
+    let source =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/selftests/seed/hello_test.c");
+    // A copy with a unique comment: its digest is new, so it compiles.
+    let scratch = std::path::Path::new(env!("LKL_CACHE_DIR")).join("selftests/bench");
+    std::fs::create_dir_all(&scratch)?;
+    let cold_source = scratch.join("hello_test.c");
+    let text = std::fs::read_to_string(&source)?;
+    let nonce = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0);
+    std::fs::write(&cold_source, format!("{text}\n/* bench {nonce} */\n"))?;
+    let mut options = SelftestOptions::new(std::env::current_exe()?);
+    options.boot = kernel.boot_options();
+    let started = Instant::now();
+    let cold = selftest::run(&cold_source, &options)?;
+    let cold_total = started.elapsed();
+    let passed = cold.iter().all(|r| r.passed());
+    const WARM: u32 = 10;
+    let started = Instant::now();
+    let mut run_seconds = 0.0;
+    for _ in 0..WARM {
+        let warm = selftest::run(&cold_source, &options)?;
+        run_seconds += warm.iter().map(|r| r.run_seconds).sum::<f64>();
+    }
+    let warm_total = started.elapsed() / WARM;
+    let _ = std::fs::remove_dir_all(&scratch);
+    let verdict = if passed { "passed" } else { "FAILED" };
+    report.add(
+        format!("selftest hello_test.c: compile + run, cold ({verdict})"),
+        format!("{:.3}", cold_total.as_secs_f64()),
+        "s",
+        "selftest::run() of a fresh copy of tests/selftests/seed/hello_test.c".into(),
+    );
+    report.add(
+        "selftest hello_test.c: warm (compiled earlier)",
+        format!("{:.3}", warm_total.as_secs_f64()),
+        "s",
+        format!("mean of {WARM} selftest::run() calls"),
+    );
+    report.add(
+        "  of which the runner process (boot, run, exit)",
+        format!("{:.3}", run_seconds / f64::from(WARM)),
+        "s",
+        format!("mean of {WARM}"),
+    );
+    Ok(())
+}
+
 fn coverage_figures(args: &BenchArgs, kernel: &KernelArgs, report: &mut Report) -> Result<()> {
     use lkl_harness::hello::HelloArgs;
     use lkl_harness::kbuild::{Spec, Variant};

@@ -141,6 +141,15 @@ enum Command {
     /// and print their results as kunit.py does. Exits 1 unless every
     /// matching case passed or was skipped.
     Kunit(KunitArgs),
+    /// Compile kselftest programs (a .c file, or a selftest directory's
+    /// programs with its helper sources) against this kernel's UAPI
+    /// headers and run each against fresh kernels: its syscall() and libc
+    /// file, time and identity calls enter the library kernel. Prints each
+    /// program's output (TAP), its kernels' reports and a verdict; exits 1
+    /// unless every program passed (a skip is not a pass).
+    Selftest(SelftestArgs),
+    #[command(name = "__selftest-exec", hide = true)]
+    SelftestExec(SelftestExecArgs),
     /// Mutation testing: for each seeded bug (a `*.patch` of the kernel
     /// source in lkl/mutants/, or --dir), build the kernel with it and run
     /// the tests against it, on the default and the debug kernel (KASAN,
@@ -193,6 +202,38 @@ struct KunitArgs {
     /// List the matching suite.case names instead of running them.
     #[arg(long)]
     list: bool,
+}
+
+/// The selftest run.
+#[derive(Debug, Args)]
+struct SelftestArgs {
+    /// A kselftest program's .c file, or a selftest directory
+    /// (tools/testing/selftests/NAME).
+    path: std::path::PathBuf,
+    /// Kill and fail a program that runs longer than this, in seconds.
+    #[arg(long, value_name = "SECONDS", default_value_t = 60)]
+    timeout: u64,
+    /// A patch applied on top of lkl/patches/ (a seeded bug): a path, or
+    /// the name of one in lkl/mutants/.
+    #[arg(long, value_name = "PATCH")]
+    mutant: Option<String>,
+    /// Arguments for each program, after `--` (kselftest_harness: -t TEST,
+    /// -f FIXTURE, -l to list).
+    #[arg(last = true, value_name = "PROGRAM ARGS")]
+    args: Vec<String>,
+}
+
+/// One program in a runner process, started by `selftest`.
+#[derive(Debug, Args)]
+struct SelftestExecArgs {
+    #[arg(long)]
+    object: std::path::PathBuf,
+    #[arg(long)]
+    kernel_log: std::path::PathBuf,
+    #[arg(long)]
+    library: Option<std::path::PathBuf>,
+    #[arg(last = true)]
+    argv: Vec<String>,
 }
 
 /// The coverage run.
@@ -283,6 +324,16 @@ pub fn run(started: Instant) -> Result<()> {
         Some(Command::Bench(args)) => bench::run(args, &cli.kernel, cli.stress.json),
         Some(Command::Torture(args)) => torture(args, &cli),
         Some(Command::Kunit(args)) => kunit(args, &cli),
+        Some(Command::Selftest(args)) => selftest(args, &cli),
+        Some(Command::SelftestExec(args)) => {
+            lkl_harness::selftest::program::exec(lkl_harness::selftest::program::ExecConfig {
+                object: args.object.clone(),
+                kernel_log: args.kernel_log.clone(),
+                library: args.library.clone(),
+                boot: cli.kernel.boot_options(),
+                argv: args.argv.clone(),
+            })
+        }
         Some(Command::Mutants(args)) => mutants(args),
         Some(Command::Coverage(args)) => coverage(args),
         Some(Command::Fuzz(args)) => fuzz(args, &cli),
@@ -588,6 +639,68 @@ fn kunit(args: &KunitArgs, cli: &Cli) -> Result<()> {
     drop(out);
     if !report.passed() {
         bail!("KUnit: not every case of {:?} passed: see above", args.glob);
+    }
+    Ok(())
+}
+
+fn selftest(args: &SelftestArgs, cli: &Cli) -> Result<()> {
+    use lkl_harness::selftest::{self, SelftestOptions};
+
+    let mut options = SelftestOptions::new(selftest::runner()?);
+    options.boot = cli.kernel.boot_options();
+    options.boot.validate()?;
+    options.timeout = std::time::Duration::from_secs(args.timeout);
+    options.args = args.args.clone();
+    if let Some(mutant) = &args.mutant {
+        let patch = [
+            std::path::PathBuf::from(mutant),
+            lkl_harness::seeded::mutant_patch(mutant),
+        ]
+        .into_iter()
+        .find(|p| p.is_file())
+        .with_context(|| {
+            format!("--mutant {mutant}: no such patch (a path, or a name in lkl/mutants/)")
+        })?;
+        let spec = lkl_harness::kbuild::Spec {
+            mutants: vec![patch],
+            ..lkl_harness::kbuild::Spec::of(Variant::from_env().map_err(anyhow::Error::msg)?)
+        };
+        eprintln!("selftest: building the kernel {} ...", spec.name());
+        options.library = Some(lkl_harness::seeded::build(&spec).map_err(anyhow::Error::msg)?);
+    }
+    let programs = selftest::programs_in(&args.path)?;
+    let mut reports = Vec::new();
+    let mut out = std::io::stdout().lock();
+    for (name, sources) in programs {
+        let program = selftest::compile(&name, &sources)?;
+        let report = selftest::run_program(&program, &options)?;
+        if !cli.stress.json {
+            write!(out, "{}", report.render())?;
+            if cli.stress.log {
+                for kernel in &report.kernels {
+                    writeln!(
+                        out,
+                        "Kernel log of process {}:\n{}",
+                        kernel.pid, kernel.dmesg
+                    )?;
+                }
+            }
+            out.flush()?;
+        }
+        reports.push(report);
+    }
+    if cli.stress.json {
+        serde_json::to_writer_pretty(&mut out, &reports)?;
+        writeln!(out)?;
+    }
+    drop(out);
+    let failed: Vec<&str> = reports
+        .iter()
+        .filter(|r| !r.passed())
+        .map(|r| r.program.name.as_str())
+        .collect();
+    if !failed.is_empty() {
+        bail!("selftest: {} did not pass: see above", failed.join(", "));
     }
     Ok(())
 }

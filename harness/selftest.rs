@@ -17,6 +17,13 @@
 //! assert_eq!(outcome.status, 0, "{}", outcome.output);
 //! ```
 
+pub mod program;
+
+pub use program::{
+    compile, parse_tap, programs_in, run, run_program, runner, CaseResult, Exit, Program,
+    SelftestError, SelftestOptions, SelftestReport, TapCase, Verdict,
+};
+
 use std::any::Any;
 use std::cell::{Cell, RefCell};
 use std::ffi::{c_char, c_int, c_long};

@@ -80,3 +80,41 @@ fn lkl_cpus_sets_the_default_and_a_bad_one_is_named() {
     assert!(!out.status.success());
     assert!(stderr.contains("LKL_CPUS=\"many\""), "{stderr}");
 }
+
+#[test]
+fn selftest_prints_each_programs_output_and_verdict_and_fails_a_failing_one() {
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/selftests");
+    let seed = format!("{dir}/seed/hello_test.c");
+    let out = lkl_harness(&["selftest", &seed]);
+    let stdout = text(&out.stdout);
+    assert!(out.status.success(), "{stdout}\n{}", text(&out.stderr));
+    assert!(stdout.contains("\n  All tests passed\n"), "{stdout}");
+    assert!(stdout.contains("PASS hello_test: exit 0;"), "{stdout}");
+    assert!(stdout.contains("-include errno.h"), "{stdout}");
+
+    let broken = format!("{dir}/broken/wrong_expectation.c");
+    let out = lkl_harness(&["selftest", &broken]);
+    let stdout = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    assert!(
+        stdout.contains("  not ok 2 global.short_size_greets\n"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("FAIL wrong_expectation: exit 1; 2 case(s): 1 pass, 1 fail"),
+        "{stdout}"
+    );
+    assert!(
+        text(&out.stderr).contains("selftest: wrong_expectation did not pass"),
+        "{}",
+        text(&out.stderr)
+    );
+
+    // kselftest_harness's own options reach the program after `--`.
+    let harness = format!("{dir}/hello_harness");
+    let out = lkl_harness(&["selftest", &harness, "--", "-t", "loud_greeting"]);
+    let stdout = text(&out.stdout);
+    assert!(out.status.success(), "{stdout}\n{}", text(&out.stderr));
+    assert!(stdout.contains("ok 1 named.loud_greeting"), "{stdout}");
+    assert!(stdout.contains("1 case(s): 1 pass"), "{stdout}");
+}
