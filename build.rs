@@ -239,6 +239,7 @@ fn generate_bindings(paths: &Paths) -> Result<()> {
          #include <linux/errno.h>\n\
          #include <linux/fcntl.h>\n\
          #include <linux/reboot.h>\n\
+         #include <asm/signal.h>\n\
          #if __has_include(<linux/hello.h>)\n\
          #include <linux/hello.h>\n\
          #endif\n",
@@ -255,6 +256,9 @@ fn generate_bindings(paths: &Paths) -> Result<()> {
         .allowlist_var("O_.*")
         .allowlist_var("AT_.*")
         .allowlist_var("LINUX_REBOOT_.*")
+        .allowlist_var("SIG[A-Z0-9]+")
+        .allowlist_var("SA_[A-Z]+")
+        .allowlist_type("sigaction")
         .allowlist_type("hello_args")
         .allowlist_type("new_utsname")
         .allowlist_type("sysinfo")

@@ -40,15 +40,22 @@ fn counters_of_every_kernel_and_thread_add_up_to_the_calls_made() {
     let kernels = [boot(&spec), boot(&spec)];
     const CALLS: usize = 25;
     std::thread::scope(|s| {
-        for kernel in &kernels {
-            for _ in 0..2 {
+        let threads: Vec<_> = kernels
+            .iter()
+            .flat_map(|kernel| [kernel, kernel])
+            .map(|kernel| {
                 s.spawn(move || {
                     let args = HelloArgs::new(c"coverage", 0);
                     for _ in 0..CALLS {
                         kernel.hello(&args).expect("hello works");
                     }
-                });
-            }
+                })
+            })
+            .collect();
+        // Joined: a join waits for the thread's exit, TLS destructors
+        // included, before the counters are read and the kernels halt.
+        for thread in threads {
+            thread.join().expect("a calling thread");
         }
     });
     let counters: Vec<_> = kernels
@@ -147,7 +154,9 @@ fn a_trace_has_the_blocks_of_the_calls_of_its_thread() {
                 kernel
                     .hello(&HelloArgs::new(c"other", 0))
                     .expect("hello works")
-            });
+            })
+            .join()
+            .expect("the other thread");
         });
     });
     assert!(other.blocks.is_empty(), "{:?}", other.blocks);

@@ -66,14 +66,22 @@ fn hello_selftest_runs_from_many_threads_are_serialised() {
     for kernel in &kernels {
         kernel.take_log();
     }
+    // Joined, not left to the scope: a join waits for the thread's exit,
+    // its TLS destructors (which leave the kernel) included.
     std::thread::scope(|s| {
-        for kernel in &kernels {
-            s.spawn(move || {
-                for _ in 0..3 {
-                    let outcome = run_hello_selftest(kernel);
-                    assert_eq!(outcome.status, 0, "{}", outcome.output);
-                }
-            });
+        let threads: Vec<_> = kernels
+            .iter()
+            .map(|kernel| {
+                s.spawn(move || {
+                    for _ in 0..3 {
+                        let outcome = run_hello_selftest(kernel);
+                        assert_eq!(outcome.status, 0, "{}", outcome.output);
+                    }
+                })
+            })
+            .collect();
+        for thread in threads {
+            thread.join().expect("a selftest thread");
         }
     });
     for kernel in &kernels {

@@ -76,15 +76,22 @@ fn pinning_to_a_cpu_the_kernel_does_not_have_is_einval() {
 #[test]
 fn threads_pinned_to_different_cpus_each_stay_on_their_own() {
     let kernel = boot_with(with_cpus(4));
+    // Joined before finish(): a join waits for the thread's exit, its TLS
+    // destructors (which leave the kernel) included.
     std::thread::scope(|s| {
-        for cpu in 0..4 {
-            let kernel = &kernel;
-            s.spawn(move || {
-                kernel.pin_current_thread(cpu).expect("pin");
-                for _ in 0..500 {
-                    assert_eq!(kernel.current_cpu(), cpu);
-                }
-            });
+        let threads: Vec<_> = (0..4)
+            .map(|cpu| {
+                let kernel = &kernel;
+                s.spawn(move || {
+                    kernel.pin_current_thread(cpu).expect("pin");
+                    for _ in 0..500 {
+                        assert_eq!(kernel.current_cpu(), cpu);
+                    }
+                })
+            })
+            .collect();
+        for thread in threads {
+            thread.join().expect("a pinned thread");
         }
     });
     finish(kernel);

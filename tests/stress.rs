@@ -135,14 +135,16 @@ fn capture_returns_only_the_calling_threads_records_while_others_log() {
     let stop = AtomicBool::new(false);
     let noise_calls = AtomicU64::new(0);
     let (result, records) = std::thread::scope(|scope| {
-        for _ in 0..4 {
-            scope.spawn(|| {
-                while !stop.load(Ordering::Relaxed) {
-                    kernel.hello(&HelloArgs::new(c"noise", 0)).expect("hello");
-                    noise_calls.fetch_add(1, Ordering::Relaxed);
-                }
-            });
-        }
+        let noise: Vec<_> = (0..4)
+            .map(|_| {
+                scope.spawn(|| {
+                    while !stop.load(Ordering::Relaxed) {
+                        kernel.hello(&HelloArgs::new(c"noise", 0)).expect("hello");
+                        noise_calls.fetch_add(1, Ordering::Relaxed);
+                    }
+                })
+            })
+            .collect();
         let captured = kernel.capture(|k| {
             for call in 0..50 {
                 k.hello(&HelloArgs::new(c"me", 0))?;
@@ -157,6 +159,11 @@ fn capture_returns_only_the_calling_threads_records_while_others_log() {
             Ok::<(), lkl_harness::Errno>(())
         });
         stop.store(true, Ordering::Relaxed);
+        // Joined: a join waits for the thread's exit, TLS destructors
+        // (which leave the kernel) included, before the kernel halts.
+        for thread in noise {
+            thread.join().expect("a noise thread");
+        }
         captured
     });
     assert_eq!(result, Ok(()));
