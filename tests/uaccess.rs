@@ -38,7 +38,11 @@ struct Target {
     pages: Pages,
 }
 
-const UNMAPPED: usize = 1;
+/// The last page of x86-64 user space (`TASK_SIZE` is 2^47 - 4 KiB): never
+/// mapped and never mappable, so no other test thread's `mmap` or `dlopen`
+/// can put memory there while the kernel writes to it, as it could at a
+/// page this test unmapped itself.
+const UNMAPPABLE: usize = 0x7fff_ffff_f000;
 const PROT_NONE: usize = 2;
 const READ_ONLY: usize = 3;
 
@@ -59,8 +63,7 @@ impl Target {
         };
         let text = find("r-xp");
         let data = find("rw-p");
-        let mut pages = Pages::new(4);
-        pages.unmap(UNMAPPED);
+        let pages = Pages::new(4);
         pages.protect(PROT_NONE, libc::PROT_NONE);
         pages.protect(READ_ONLY, libc::PROT_READ);
         let t = Target {
@@ -97,7 +100,8 @@ impl Target {
             ("NULL", 0, true),
             ("address 1", 1, true),
             ("address 0xfff", 0xfff, true),
-            ("a just-unmapped page", self.pages.page(UNMAPPED), true),
+            // The page after it is not canonical: nothing past it.
+            ("an unmapped page", UNMAPPABLE, false),
             ("a PROT_NONE page", self.pages.page(PROT_NONE), true),
             ("the arena's start", self.arena.0, true),
             ("the arena's middle", middle(self.arena), true),
@@ -538,7 +542,7 @@ impl World<'_> {
             BadPtr::Null => 0,
             BadPtr::One => 1,
             BadPtr::Fff => 0xfff,
-            BadPtr::Unmapped => t.pages.page(UNMAPPED),
+            BadPtr::Unmapped => UNMAPPABLE,
             BadPtr::ProtNone => t.pages.page(PROT_NONE),
             BadPtr::Arena(offset) => t.arena.0 + offset,
             BadPtr::Text(offset) => t.text.0 + offset,

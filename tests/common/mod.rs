@@ -92,13 +92,13 @@ pub fn page_size() -> usize {
 }
 
 /// Anonymous, zeroed, read-write pages of our own, some of which may be
-/// made inaccessible or unmapped. Only the pages still mapped are unmapped
-/// on drop, so an address range handed back to the system and reused by
-/// another thread is never touched.
+/// made inaccessible. None is unmapped before drop: a test binary's other
+/// threads `mmap` and `dlopen`, and could be given a hole we made, which
+/// the kernel would then write to. For an unmapped address, use one that
+/// cannot be mapped (the top page of user space).
 pub struct Pages {
     base: usize,
     count: usize,
-    unmapped: Vec<bool>,
 }
 
 impl Pages {
@@ -109,7 +109,6 @@ impl Pages {
         Pages {
             base: base.as_ptr() as usize,
             count,
-            unmapped: vec![false; count],
         }
     }
 
@@ -121,20 +120,11 @@ impl Pages {
 
     /// Gives page `i` protection `prot`.
     pub fn protect(&self, i: usize, prot: libc::c_int) {
-        assert!(!self.unmapped[i]);
+        assert!(i < self.count);
         // SAFETY: page `i` is ours and mapped; no reference into it lives
         // (we only ever access it through raw pointers, briefly).
         let rc = unsafe { libc::mprotect(self.page(i) as *mut libc::c_void, page_size(), prot) };
         assert_eq!(rc, 0, "mprotect");
-    }
-
-    /// Unmaps page `i`: its address becomes (for now) a hole.
-    pub fn unmap(&mut self, i: usize) {
-        assert!(!self.unmapped[i]);
-        // SAFETY: as for protect.
-        let rc = unsafe { libc::munmap(self.page(i) as *mut libc::c_void, page_size()) };
-        assert_eq!(rc, 0, "munmap");
-        self.unmapped[i] = true;
     }
 
     /// Copies `bytes` to `addr`, which must lie in our read-write pages.
@@ -156,12 +146,9 @@ impl Pages {
 
 impl Drop for Pages {
     fn drop(&mut self) {
-        for (i, &gone) in self.unmapped.iter().enumerate() {
-            if !gone {
-                // SAFETY: page `i` is still our mapping.
-                unsafe { libc::munmap(self.page(i) as *mut libc::c_void, page_size()) };
-            }
-        }
+        // SAFETY: the pages are our mapping, and no reference into them
+        // outlives `self`.
+        unsafe { libc::munmap(self.base as *mut libc::c_void, self.count * page_size()) };
     }
 }
 
