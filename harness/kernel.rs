@@ -271,11 +271,59 @@ pub struct Kernel {
     _monitor: Option<crossbeam_channel::Sender<()>>,
 }
 
-/// System calls that entered and that returned, for the hang monitor.
+/// System calls that entered and that returned, for the hang monitor:
+/// counters in slots a cache line apart, a thread's calls always in the
+/// same slot, so that threads calling at once on different CPUs do not
+/// fight over one line at every entry and return.
 #[derive(Default)]
 struct Progress {
+    slots: [ProgressSlot; PROGRESS_SLOTS],
+}
+
+const PROGRESS_SLOTS: usize = 16;
+
+#[derive(Default)]
+#[repr(align(128))]
+struct ProgressSlot {
     entered: AtomicU64,
     returned: AtomicU64,
+}
+
+impl Progress {
+    /// The calling thread's slot.
+    fn slot(&self) -> &ProgressSlot {
+        static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        thread_local! {
+            static SLOT: usize = NEXT.fetch_add(1, Ordering::Relaxed) % PROGRESS_SLOTS;
+        }
+        // After its destruction (a call from a TLS destructor), slot 0.
+        &self.slots[SLOT.try_with(|s| *s).unwrap_or(0)]
+    }
+
+    fn enter(&self) {
+        self.slot().entered.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Release: whoever sees this return sees its entry too.
+    fn leave(&self) {
+        self.slot().returned.fetch_add(1, Ordering::Release);
+    }
+
+    /// (returned, whether a call is inside the kernel). The returns are
+    /// read first: every call counted there has its entry counted too.
+    fn snapshot(&self) -> (u64, bool) {
+        let returned: u64 = self
+            .slots
+            .iter()
+            .map(|s| s.returned.load(Ordering::Acquire))
+            .sum();
+        let entered: u64 = self
+            .slots
+            .iter()
+            .map(|s| s.entered.load(Ordering::Relaxed))
+            .sum();
+        (returned, entered != returned)
+    }
 }
 
 /// Watches `progress`: if a system call is inside the kernel and none has
@@ -288,11 +336,10 @@ fn monitor_hangs(
     stop: crossbeam_channel::Receiver<()>,
 ) {
     let tick = Duration::from_millis(250).min(timeout);
-    let mut last_returned = progress.returned.load(Ordering::SeqCst);
+    let mut last_returned = progress.snapshot().0;
     let mut stalled_since = Instant::now();
     while let Err(crossbeam_channel::RecvTimeoutError::Timeout) = stop.recv_timeout(tick) {
-        let returned = progress.returned.load(Ordering::SeqCst);
-        let inside = progress.entered.load(Ordering::SeqCst) != returned;
+        let (returned, inside) = progress.snapshot();
         if returned != last_returned || !inside {
             last_returned = returned;
             stalled_since = Instant::now();
@@ -469,12 +516,12 @@ impl Kernel {
         );
         let mut params: [c_long; 6] = [0; 6];
         params[..args.len()].copy_from_slice(args);
-        self.progress.entered.fetch_add(1, Ordering::SeqCst);
+        self.progress.enter();
         // SAFETY: the kernel is booted and not halted; `params` is six
         // longs as lkl_syscall() reads. Pointers inside the arguments are
         // checked by the kernel's uaccess, which never faults.
         let ret = unsafe { (self.api.syscall)(nr as c_long, params.as_mut_ptr()) };
-        self.progress.returned.fetch_add(1, Ordering::SeqCst);
+        self.progress.leave();
         if ret == -(Errno::ESHUTDOWN.0 as i64) {
             if let Some(message) = self.host.panic_message() {
                 // A panicked kernel is never entered again: fail loudly,

@@ -55,8 +55,18 @@ __thread long lkl_exit_ret;
 
 /* Set by lkl_shutdown(): the kernel is halting, or has panicked. */
 static int lkl_halting;
-/* Host threads inside lkl_gate_enter() .. lkl_gate_exit(). */
-static long lkl_active;
+/*
+ * Host threads inside lkl_gate_enter() .. lkl_gate_exit(), counted in
+ * slots a cache line apart: a host thread always uses the same slot, so
+ * threads entering at once on different CPUs do not bounce one line.
+ */
+#define LKL_GATE_SLOTS		16
+struct lkl_gate_slot {
+	long active;
+} ____cacheline_aligned;
+static struct lkl_gate_slot lkl_gate[LKL_GATE_SLOTS];
+static unsigned int lkl_gate_next;
+static __thread int lkl_gate_slot = -1;
 /* Threads that ran a STOP interrupt wait here until the halt frees them. */
 static struct lkl_sem *lkl_stopped_sem;
 static unsigned int lkl_stopped_threads;
@@ -539,10 +549,18 @@ long lkl_cpus_state(char *buf, unsigned long size)
  */
 bool lkl_gate_enter(void)
 {
-	__atomic_add_fetch(&lkl_active, 1, __ATOMIC_SEQ_CST);
+	long *active;
+
+	if (lkl_gate_slot < 0)
+		lkl_gate_slot = __atomic_fetch_add(&lkl_gate_next, 1,
+						   __ATOMIC_RELAXED) %
+				LKL_GATE_SLOTS;
+	active = &lkl_gate[lkl_gate_slot].active;
+	/* Paired with lkl_shutdown()'s store and lkl_drain()'s loads. */
+	__atomic_add_fetch(active, 1, __ATOMIC_SEQ_CST);
 	if (!__atomic_load_n(&lkl_halting, __ATOMIC_SEQ_CST))
 		return true;
-	__atomic_sub_fetch(&lkl_active, 1, __ATOMIC_SEQ_CST);
+	__atomic_sub_fetch(active, 1, __ATOMIC_SEQ_CST);
 	return false;
 }
 
@@ -551,7 +569,8 @@ bool lkl_gate_enter(void)
  */
 void lkl_gate_exit(void)
 {
-	__atomic_sub_fetch(&lkl_active, 1, __ATOMIC_SEQ_CST);
+	__atomic_sub_fetch(&lkl_gate[lkl_gate_slot].active, 1,
+			   __ATOMIC_SEQ_CST);
 }
 
 /**
@@ -587,8 +606,12 @@ void lkl_shutdown(void)
  */
 void lkl_drain(void)
 {
-	while (__atomic_load_n(&lkl_active, __ATOMIC_SEQ_CST))
-		lkl_ops->thread_yield();
+	unsigned int slot;
+
+	for (slot = 0; slot < LKL_GATE_SLOTS; slot++)
+		while (__atomic_load_n(&lkl_gate[slot].active,
+				       __ATOMIC_SEQ_CST))
+			lkl_ops->thread_yield();
 }
 
 /*
