@@ -309,9 +309,7 @@ int lkl_ksft_fcntl64(int fd, int cmd, ...)
 	va_start(ap, cmd);
 	arg = va_arg(ap, long);
 	va_end(ap);
-	if (host_fd(fd))
-		return fcntl(fd, cmd, arg);
-	return (int)K3(__NR_fcntl, fd, cmd, arg);
+	return lkl_ksft_fcntl(fd, cmd, arg);
 }
 
 int lkl_ksft_ioctl(int fd, unsigned long request, ...)
