@@ -8,6 +8,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::{bail, Context, Result};
 use clap::Args;
+use lkl_harness::kbuild::{Spec, Variant};
 use lkl_harness::stress::{self, fmt_ns, Loudness};
 use lkl_harness::{BootOptions, Kernel, StressOptions};
 use serde::Serialize;
@@ -30,7 +31,9 @@ pub struct BenchArgs {
     #[arg(long, default_value_t = 200_000)]
     hello_calls: usize,
     /// Also time kernel builds (cold, one-file change, no change) in a
-    /// fresh build directory. Takes minutes.
+    /// fresh build directory: the default kernel's, and the debug
+    /// kernel's unless `--no-debug`. Takes minutes (the debug kernel's
+    /// about ten on two cores).
     #[arg(long)]
     build: bool,
     /// How long to watch an idle kernel's CPU use, in seconds.
@@ -127,7 +130,7 @@ pub fn run(args: &BenchArgs, kernel: &KernelArgs, json: bool) -> Result<()> {
     }
 
     if args.build {
-        build_times(&mut report)?;
+        build_times(args, &mut report)?;
     }
     if json {
         let mut out = std::io::stdout().lock();
@@ -679,8 +682,6 @@ fn smp_figures(args: &BenchArgs, kernel: &KernelArgs, report: &mut Report) -> Re
 /// The debug kernel beside the default one, measured alike in one run:
 /// private boots, one thread's `hello()` latency and RSS per instance.
 fn debug_figures(args: &BenchArgs, kernel: &KernelArgs, report: &mut Report) -> Result<()> {
-    use lkl_harness::kbuild::{Spec, Variant};
-
     let debug = lkl_harness::seeded::build(&Spec {
         variant: Variant::Debug,
         mutants: Vec::new(),
@@ -809,7 +810,6 @@ fn selftest_figures(kernel: &KernelArgs, report: &mut Report) -> Result<()> {
 
 fn coverage_figures(args: &BenchArgs, kernel: &KernelArgs, report: &mut Report) -> Result<()> {
     use lkl_harness::hello::HelloArgs;
-    use lkl_harness::kbuild::{Spec, Variant};
 
     let covered = lkl_harness::seeded::build(&Spec::of(Variant::Default).with_coverage())
         .map_err(anyhow::Error::msg)
@@ -873,11 +873,9 @@ fn coverage_figures(args: &BenchArgs, kernel: &KernelArgs, report: &mut Report) 
     Ok(())
 }
 
-fn build_inputs() -> (PathBuf, PathBuf) {
-    // The (patched) source tree build.rs built from.
-    let tree = PathBuf::from(env!("LKL_SOURCE_TREE"));
-    let fragment = Path::new(env!("CARGO_MANIFEST_DIR")).join("lkl/config/lkl.config");
-    (tree, fragment)
+/// The (patched) source tree build.rs built from.
+fn build_tree() -> PathBuf {
+    PathBuf::from(env!("LKL_SOURCE_TREE"))
 }
 
 /// Runs `make` in the kernel tree with output to `log`; returns how long
@@ -913,16 +911,42 @@ fn kmake(tree: &Path, out: &Path, log: &Path, args: &[String]) -> Result<Duratio
     Ok(started.elapsed())
 }
 
-fn build_times(report: &mut Report) -> Result<()> {
-    let (tree, fragment) = build_inputs();
+fn build_times(args: &BenchArgs, report: &mut Report) -> Result<()> {
+    let mut variants = vec![Variant::Default];
+    if !args.no_debug {
+        variants.push(Variant::Debug);
+    }
+    for variant in variants {
+        build_times_of(variant, report)?;
+    }
+    Ok(())
+}
+
+/// Cold, one-file and no-op builds of `variant`'s kernel in a fresh
+/// build directory, from the work tree build.rs patched, with the
+/// configuration the cache builds it with.
+fn build_times_of(variant: Variant, report: &mut Report) -> Result<()> {
+    let tree = build_tree();
+    let name = variant.name();
     let jobs = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let out = std::env::temp_dir().join(format!("lkl-bench-build-{}", std::process::id()));
-    let log = std::env::temp_dir().join(format!("lkl-bench-build-{}.log", std::process::id()));
-    let _ = std::fs::remove_dir_all(&out);
+    let scratch = std::env::temp_dir().join(format!("lkl-bench-build-{}", std::process::id()));
+    let out = scratch.join("build");
+    let log = scratch.join("build.log");
+    let fragment = scratch.join("config");
+    let _ = std::fs::remove_dir_all(&scratch);
     std::fs::create_dir_all(&out)?;
+    let wanted = lkl_harness::seeded::cache()
+        .config_fragment(&Spec::of(variant))
+        .map_err(anyhow::Error::msg)?;
+    std::fs::write(&fragment, wanted)?;
     let make = format!("make -C {} O=<fresh dir> ARCH=lkl", tree.display());
+    let config_files = if variant == Variant::Default {
+        "lkl/config/lkl.config".to_string()
+    } else {
+        format!("lkl/config/lkl.config + {name}.config")
+    };
     eprintln!(
-        "bench: building the kernel in {} (log: {})",
+        "bench: building the {name} kernel in {} (log: {})",
         out.display(),
         log.display()
     );
@@ -937,15 +961,15 @@ fn build_times(report: &mut Report) -> Result<()> {
         ],
     )?;
     report.add(
-        "kernel config (allnoconfig + lkl.config)",
+        format!("{name} kernel: config (allnoconfig + fragments)"),
         format!("{:.1}", config.as_secs_f64()),
         "s",
-        format!("{make} KCONFIG_ALLCONFIG=lkl/config/lkl.config allnoconfig"),
+        format!("{make} KCONFIG_ALLCONFIG=<{config_files}> allnoconfig"),
     );
     let vmlinux = [format!("-j{jobs}"), "vmlinux".to_string()];
     let cold = kmake(&tree, &out, &log, &vmlinux)?;
     report.add(
-        "kernel build, cold",
+        format!("{name} kernel: build, cold"),
         format!("{:.1}", cold.as_secs_f64()),
         "s",
         format!("{make} -j{jobs} vmlinux"),
@@ -966,19 +990,18 @@ fn build_times(report: &mut Report) -> Result<()> {
     file.set_modified(old_mtime)?;
     let warm = warm?;
     report.add(
-        "kernel build, one file changed",
+        format!("{name} kernel: build, one file changed"),
         format!("{:.1}", warm.as_secs_f64()),
         "s",
         format!("touch -m kernel/hello.c; {make} -j{jobs} vmlinux"),
     );
     let nothing = kmake(&tree, &out, &log, &vmlinux)?;
     report.add(
-        "kernel build, nothing changed",
+        format!("{name} kernel: build, nothing changed"),
         format!("{:.1}", nothing.as_secs_f64()),
         "s",
         format!("{make} -j{jobs} vmlinux (again)"),
     );
-    let _ = std::fs::remove_dir_all(&out);
-    let _ = std::fs::remove_file(&log);
+    let _ = std::fs::remove_dir_all(&scratch);
     Ok(())
 }
