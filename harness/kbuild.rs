@@ -663,7 +663,7 @@ impl Cache {
                     "{e}\nThe kernel source, {DEBIAN_PACKAGE} {DEBIAN_VERSION} (Linux {}, which \
                      lkl/patches/ are made for), could not be fetched. Either run\n    \
                      sudo apt-get update && sudo apt-get install {wanted}\n\
-                     or get the package from https://snapshot.debian.org/package/linux/{DEBIAN_VERSION}/ \
+                     or get the package from https://snapshot.debian.org/package/linux-6.12/{DEBIAN_VERSION}/ \
                      and install it, or point LINUX_SRC at a Linux {} source tree.",
                     release_name(PATCHED_RELEASE),
                     release_name(PATCHED_RELEASE)
@@ -1682,6 +1682,42 @@ mod tests {
 
         fs::write(root.join("Makefile"), release_lines(PATCHED_RELEASE)).expect("Makefile");
         assert_eq!(cache.check_release(&root), Ok(()));
+        let _ = fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn a_download_of_the_pinned_version_is_used_without_fetching_again() {
+        let dir = scratch("deb");
+        let cache = cache_in(&dir, None, None);
+        // The package as `apt-get download` left it, and extracted.
+        let package = dir.join("package");
+        fs::create_dir_all(package.join("DEBIAN")).expect("package");
+        fs::create_dir_all(package.join("usr/src")).expect("package");
+        fs::write(
+            package.join("DEBIAN/control"),
+            format!(
+                "Package: {DEBIAN_PACKAGE}\nVersion: {DEBIAN_VERSION}\nArchitecture: all\n\
+                 Maintainer: nobody <nobody@example.org>\nDescription: a test\n"
+            ),
+        )
+        .expect("control");
+        fs::write(package.join("usr/src").join(DEBIAN_TARBALL), "").expect("tarball");
+        let deb_dir = cache.dir.join("deb");
+        fs::create_dir_all(&deb_dir).expect("deb dir");
+        let deb = deb_dir.join("linux-source.deb");
+        run_cmd(
+            Command::new("dpkg-deb")
+                .arg("--build")
+                .arg(&package)
+                .arg(&deb),
+        )
+        .expect("dpkg-deb --build");
+        run_cmd(Command::new("dpkg-deb").arg("-x").arg(&deb).arg(&deb_dir)).expect("extract");
+        assert_eq!(deb_version(&deb_dir).as_deref(), Some(DEBIAN_VERSION));
+        assert_eq!(
+            cache.fetch_debian_source(),
+            Ok(deb_dir.join("usr/src").join(DEBIAN_TARBALL))
+        );
         let _ = fs::remove_dir_all(&dir);
     }
 
