@@ -7,12 +7,14 @@
 //! (`lkl.o` with only the `lkl_*` API global, `liblkl.so`). This script
 //! then installs the kernel's UAPI headers, runs bindgen on them (Rust
 //! types and `__NR_*` numbers come from the kernel's own headers), builds
-//! the C glue, and puts its own copies of the libraries in `OUT_DIR`.
+//! the C glue, and puts its own copies of the libraries in `OUT_DIR`
+//! (`liblkl-<digest>.so`: a newer build never rewrites the file an older
+//! test binary loads).
 //!
 //! `LKL_KERNEL` picks the kernel variant (see `kbuild::Variant`). The
-//! cache lives in `target/lkl/` and is shared by every profile; build
-//! output goes to `target/lkl/build.log` (the previous run's is
-//! `build.log.1`), and a failure prints its tail.
+//! cache lives in `target/lkl/` and is shared by every profile; make runs
+//! under cargo's jobserver, its output goes to `target/lkl/build.log` (the
+//! previous build's is `build.log.1`), and a failure prints its tail.
 
 #[path = "harness/kbuild.rs"]
 mod kbuild;
@@ -60,19 +62,10 @@ fn run() -> Result<()> {
         .map(|p| if p.is_absolute() { p } else { manifest.join(p) })
         .unwrap_or_else(|| manifest.join("target"));
 
-    println!("cargo:rerun-if-changed=build.rs");
-    println!("cargo:rerun-if-changed=harness/kbuild.rs");
-    println!("cargo:rerun-if-changed=lkl");
-    println!("cargo:rerun-if-changed=harness/glue");
     println!("cargo:rerun-if-env-changed=LINUX_SRC");
     println!("cargo:rerun-if-env-changed=LKL_KERNEL");
     let variant = Variant::from_env()?;
-    // A canonical path: `LINUX_SRC=../linux` and `LINUX_SRC=~/linux` are
-    // one tree with one build directory.
-    let own_tree = match env::var_os("LINUX_SRC") {
-        None => None,
-        Some(dir) => Some(fs::canonicalize(&dir).map_err(|e| io_err("find", Path::new(&dir), e))?),
-    };
+    let own_tree = kbuild::own_tree_from(env::var_os("LINUX_SRC").as_deref())?;
     // A canonical path too: `target/kdebug/lkl` is a link to `target/lkl`
     // (see README), and make must see one build directory under one name,
     // or the other name's builds would rebuild everything.
@@ -91,17 +84,7 @@ fn run() -> Result<()> {
     // Two cargo processes (say `cargo test` and `cargo run --release`)
     // may build at once; the cache takes one at a time.
     let lock = cache.lock()?;
-    cache.rotate_log()?;
     let source = cache.source_dir();
-    if let Some(release) = kbuild::source_release(&source) {
-        if release != kbuild::PATCHED_RELEASE {
-            let (a, b, c) = kbuild::PATCHED_RELEASE;
-            warn(&format!(
-                "the kernel source is {}.{}.{}; lkl/patches/ are made for {a}.{b}.{c}",
-                release.0, release.1, release.2
-            ));
-        }
-    }
     let spec = Spec::of(variant);
     let built = cache.build(&spec, &lock)?;
     let paths = Paths {
@@ -116,11 +99,7 @@ fn run() -> Result<()> {
 
     // This build's own copies: a later build of the cache cannot change
     // them under a test binary that was linked with these.
-    let shared = paths.out.join("liblkl.so");
-    let partial = paths.out.join("liblkl.so.partial");
-    fs::copy(&built.shared_library, &partial)
-        .map_err(|e| io_err("copy", &built.shared_library, e))?;
-    fs::rename(&partial, &shared).map_err(|e| io_err("rename", &partial, e))?;
+    let shared = kbuild::install_copy(&built.shared_library, &paths.out)?;
     let archive = paths.out.join("liblkl.a");
     let _ = fs::remove_file(&archive);
     run_cmd(
@@ -130,7 +109,7 @@ fn run() -> Result<()> {
             .arg(&built.object),
     )?;
 
-    for input in cache.own_tree_inputs(&paths.build) {
+    for input in cache.rerun_inputs(&paths.build) {
         println!("cargo:rerun-if-changed={}", input.display());
     }
     println!("cargo:rustc-link-search=native={}", paths.out.display());

@@ -39,7 +39,17 @@ pub const DEBIAN_PACKAGE: &str = "linux-source-6.12";
 /// The tarball inside that package.
 pub const DEBIAN_TARBALL: &str = "linux-source-6.12.tar.xz";
 /// The release the patches of `lkl/patches/` are made against.
-pub const PATCHED_RELEASE: (u32, u32, u32) = (6, 12, 117);
+pub const PATCHED_RELEASE: (u32, u32, u32) = (6, 12, 118);
+/// The version of [`DEBIAN_PACKAGE`] whose source is [`PATCHED_RELEASE`]:
+/// the source is fetched at exactly this version, never at the point
+/// release apt happens to offer, on which a patch may not apply.
+pub const DEBIAN_VERSION: &str = "6.12.118-1~deb12u1";
+/// A build log that has grown past this size is set aside (as
+/// `build.log.1`) before make appends to it again.
+pub const LOG_LIMIT: u64 = 32 << 20;
+/// How many copies of a library [`install_copy`] keeps in a directory:
+/// the newest, and those a test binary built a little earlier may load.
+pub const COPIES_KEPT: usize = 3;
 /// Symbols kept global in the library; everything else becomes local.
 pub const API_SYMBOLS: &[&str] = &[
     "lkl_start_kernel",
@@ -304,7 +314,8 @@ impl Cache {
         self.dir.join(name)
     }
 
-    /// The build log of the current run (the previous one is `build.log.1`).
+    /// The log of the latest build that ran make (the one before it is
+    /// `build.log.1`).
     pub fn log_path(&self) -> PathBuf {
         self.dir.join("build.log")
     }
@@ -318,7 +329,9 @@ impl Cache {
         Ok(Lock(file))
     }
 
-    /// Starts a new build log, keeping the previous one as `build.log.1`.
+    /// Starts a new build log, keeping the previous one as `build.log.1`
+    /// (and no older one): each build that runs make does this first, so
+    /// the logs hold one build each and never grow from build to build.
     pub fn rotate_log(&self) -> Result<()> {
         let log = self.log_path();
         if log.is_file() {
@@ -347,6 +360,7 @@ impl Cache {
         }
         ensure_host_tools(self.report)?;
         let source = self.kernel_source()?;
+        self.rotate_log()?;
         self.prepare_tree(&source)?;
         let build = self.make_vmlinux(spec)?;
         let built = self.package(&build)?;
@@ -545,7 +559,11 @@ impl Cache {
         Ok(vars)
     }
 
-    /// The pristine source: `LINUX_SRC`, or Debian's.
+    /// The pristine source: `LINUX_SRC`, or Debian's at [`DEBIAN_VERSION`].
+    /// Debian's is refused, before anything is patched or made, unless its
+    /// release is [`PATCHED_RELEASE`] (see [`Cache::check_release`]); a
+    /// developer's own tree is built as it is, with a warning if its
+    /// release is another.
     fn kernel_source(&self) -> Result<PathBuf> {
         if let Some(root) = &self.own_tree {
             if !root.join("Makefile").is_file() || !root.join("kernel").is_dir() {
@@ -554,47 +572,84 @@ impl Cache {
                     root.display()
                 ));
             }
+            if let Some(release) = source_release(root).filter(|r| *r != PATCHED_RELEASE) {
+                (self.report)(&format!(
+                    "LINUX_SRC={} is Linux {}; lkl/patches/ are made for {}",
+                    root.display(),
+                    release_name(release),
+                    release_name(PATCHED_RELEASE)
+                ));
+            }
             return Ok(root.clone());
         }
         let unpacked = self.dir.join("source");
         let root = unpacked.join("linux-source-6.12");
-        if root.join("Makefile").is_file() {
-            return Ok(root);
+        if !root.join("Makefile").is_file() {
+            let tarball = match installed_tarball() {
+                Some(tarball) => tarball,
+                None => self.fetch_debian_source()?,
+            };
+            let partial = self.dir.join("source.partial");
+            let _ = fs::remove_dir_all(&partial);
+            fs::create_dir_all(&partial).map_err(|e| io_err("create", &partial, e))?;
+            (self.report)(&format!("unpacking {}", tarball.display()));
+            run_cmd(
+                Command::new("tar")
+                    .arg("-xf")
+                    .arg(&tarball)
+                    .arg("-C")
+                    .arg(&partial),
+            )?;
+            let _ = fs::remove_dir_all(&unpacked);
+            fs::rename(&partial, &unpacked).map_err(|e| io_err("rename", &partial, e))?;
         }
-        let tarball = Path::new("/usr/src").join(DEBIAN_TARBALL);
-        let tarball = if tarball.is_file() {
-            tarball
-        } else {
-            self.fetch_debian_source()?
-        };
-        let partial = self.dir.join("source.partial");
-        let _ = fs::remove_dir_all(&partial);
-        fs::create_dir_all(&partial).map_err(|e| io_err("create", &partial, e))?;
-        (self.report)(&format!("unpacking {}", tarball.display()));
-        run_cmd(
-            Command::new("tar")
-                .arg("-xf")
-                .arg(&tarball)
-                .arg("-C")
-                .arg(&partial),
-        )?;
-        let _ = fs::remove_dir_all(&unpacked);
-        fs::rename(&partial, &unpacked).map_err(|e| io_err("rename", &partial, e))?;
+        self.check_release(&root)?;
         Ok(root)
     }
 
+    /// Refuses a kernel source whose Makefile does not say
+    /// [`PATCHED_RELEASE`]: on another point release a patch may fail to
+    /// apply, or apply and build another kernel than the one the tests
+    /// were written against. The error names both releases and the fix.
+    pub fn check_release(&self, root: &Path) -> Result<()> {
+        let found = source_release(root);
+        if found == Some(PATCHED_RELEASE) {
+            return Ok(());
+        }
+        let want = release_name(PATCHED_RELEASE);
+        let found = match found {
+            Some(release) => format!("Linux {}", release_name(release)),
+            None => "of no release its Makefile names (VERSION, PATCHLEVEL, SUBLEVEL)".into(),
+        };
+        Err(format!(
+            "the kernel source {} is {found}, but lkl/patches/ are made for Linux {want}.\n\
+             Fix: remove the kernel cache and build again, which fetches {DEBIAN_PACKAGE} \
+             {DEBIAN_VERSION} (Linux {want}):\n    rm -rf {}\n\
+             or point LINUX_SRC at a Linux {want} tree with lkl/patches/ applied. To move the \
+             project to another release, rebase lkl/patches/ onto it and set PATCHED_RELEASE \
+             and DEBIAN_VERSION in harness/kbuild.rs.",
+            root.display(),
+            self.dir.display()
+        ))
+    }
+
+    /// `apt-get download`s [`DEBIAN_PACKAGE`] at [`DEBIAN_VERSION`] into
+    /// the cache (once) and returns its tarball.
     fn fetch_debian_source(&self) -> Result<PathBuf> {
         let deb_dir = self.dir.join("deb");
         let tarball = deb_dir.join("usr/src").join(DEBIAN_TARBALL);
-        if tarball.is_file() {
+        if tarball.is_file() && deb_version(&deb_dir).as_deref() == Some(DEBIAN_VERSION) {
             return Ok(tarball);
         }
+        // Another version's download (before the version was pinned).
+        let _ = fs::remove_dir_all(&deb_dir);
         fs::create_dir_all(&deb_dir).map_err(|e| io_err("create", &deb_dir, e))?;
-        (self.report)(&format!("apt-get download {DEBIAN_PACKAGE}"));
+        let wanted = format!("{DEBIAN_PACKAGE}={DEBIAN_VERSION}");
+        (self.report)(&format!("apt-get download {wanted}"));
         let download = || {
             run_cmd(
                 Command::new("apt-get")
-                    .args(["download", DEBIAN_PACKAGE])
+                    .args(["download", &wanted])
                     .current_dir(&deb_dir),
             )
         };
@@ -605,18 +660,25 @@ impl Cache {
             }
             download().map_err(|e| {
                 format!(
-                    "{e}\nThe kernel source could not be fetched. Either run\n    \
-                     sudo apt-get update && sudo apt-get install {DEBIAN_PACKAGE}\n\
-                     or point LINUX_SRC at a Linux 6.12 source tree."
+                    "{e}\nThe kernel source, {DEBIAN_PACKAGE} {DEBIAN_VERSION} (Linux {}, which \
+                     lkl/patches/ are made for), could not be fetched. Either run\n    \
+                     sudo apt-get update && sudo apt-get install {wanted}\n\
+                     or get the package from https://snapshot.debian.org/package/linux-6.12/{DEBIAN_VERSION}/ \
+                     and install it, or point LINUX_SRC at a Linux {} source tree.",
+                    release_name(PATCHED_RELEASE),
+                    release_name(PATCHED_RELEASE)
                 )
             })?;
         }
-        let deb = fs::read_dir(&deb_dir)
-            .map_err(|e| io_err("read", &deb_dir, e))?
-            .flatten()
-            .map(|e| e.path())
-            .find(|p| p.extension().is_some_and(|x| x == "deb"))
-            .ok_or_else(|| format!("apt-get download left no .deb in {}", deb_dir.display()))?;
+        let version = deb_version(&deb_dir);
+        if version.as_deref() != Some(DEBIAN_VERSION) {
+            return Err(format!(
+                "apt-get download {wanted} left {} in {}, not that version",
+                version.unwrap_or_else(|| "no .deb".into()),
+                deb_dir.display()
+            ));
+        }
+        let deb = deb_file(&deb_dir).expect("deb_version found it");
         run_cmd(Command::new("dpkg-deb").arg("-x").arg(&deb).arg(&deb_dir))?;
         if !tarball.is_file() {
             return Err(format!(
@@ -663,29 +725,21 @@ impl Cache {
         }
 
         let tree = self.dir.join("tree");
-        let stamp = self.dir.join("tree.source");
-        let source_id = source.display().to_string();
-        if fs::read_to_string(&stamp).ok().as_deref() != Some(source_id.as_str()) {
-            let _ = fs::remove_dir_all(&tree);
-            run_cmd(Command::new("cp").arg("-al").arg(source).arg(&tree))?;
-            fs::write(&stamp, &source_id).map_err(|e| io_err("write", &stamp, e))?;
-            let _ = fs::remove_file(self.dir.join("tree.patched"));
-        }
+        self.refresh_tree(source)?;
         link_arch(&tree)?;
 
         let patch_list = self.patches()?;
         let touched = patched_files_of(&patch_list)?;
         let scratch = self.dir.join("patch-scratch");
         apply_in_scratch(source, &scratch, &touched, &patch_list, |patch, e| {
-            let release = source_release(source)
-                .map(|(a, b, c)| format!("{a}.{b}.{c}"))
-                .unwrap_or_else(|| "an unknown release".into());
-            let (a, b, c) = PATCHED_RELEASE;
+            // The source is the release the patches are made for
+            // (check_release): the patch itself is out of date.
             format!(
-                "patch {} does not apply to the kernel source ({release}; the patches \
-                 are made for {a}.{b}.{c}): rebase it onto that source, or conflicts \
-                 with an earlier patch in lkl/patches/ are the cause:\n{e}",
-                patch.display()
+                "patch {} does not apply to Linux {}, the release lkl/patches/ are made \
+                 for: rebase it onto that source, or an earlier patch in lkl/patches/ \
+                 conflicts with it:\n{e}",
+                patch.display(),
+                release_name(PATCHED_RELEASE)
             )
         })?;
 
@@ -715,6 +769,63 @@ impl Cache {
         fs::write(&record, list).map_err(|e| io_err("write", &record, e))?;
         let _ = fs::remove_dir_all(&scratch);
         Ok(())
+    }
+
+    /// Makes the work tree anew as hard links of `source` when it was made
+    /// from another source or release. Build directories made from a tree
+    /// of another release go too: their objects look newer than the
+    /// sources just unpacked, so make would keep them and link a kernel of
+    /// two releases.
+    fn refresh_tree(&self, source: &Path) -> Result<()> {
+        let tree = self.dir.join("tree");
+        let stamp = self.dir.join("tree.source");
+        let source_id = source.display().to_string();
+        let tree_release = source_release(&tree);
+        let other_release = tree_release.is_some() && tree_release != source_release(source);
+        if !other_release && fs::read_to_string(&stamp).ok().as_deref() == Some(source_id.as_str())
+        {
+            return Ok(());
+        }
+        if other_release {
+            for dir in self.tree_build_dirs() {
+                (self.report)(&format!(
+                    "removing {}: it was built from Linux {}",
+                    dir.display(),
+                    tree_release.map(release_name).unwrap_or_default()
+                ));
+                fs::remove_dir_all(&dir).map_err(|e| io_err("remove", &dir, e))?;
+            }
+        }
+        let _ = fs::remove_dir_all(&tree);
+        run_cmd(Command::new("cp").arg("-al").arg(source).arg(&tree))?;
+        fs::write(&stamp, &source_id).map_err(|e| io_err("write", &stamp, e))?;
+        let _ = fs::remove_file(self.dir.join("tree.patched"));
+        Ok(())
+    }
+
+    /// The build directories of kernels built from the cache's work tree
+    /// (every one but those of developers' own trees, `build-<hash>...`).
+    fn tree_build_dirs(&self) -> Vec<PathBuf> {
+        let own_tree_dir = |name: &str| {
+            name.strip_prefix("build-").is_some_and(|rest| {
+                rest.len() >= 16
+                    && rest.as_bytes()[..16].iter().all(u8::is_ascii_hexdigit)
+                    && rest[16..].chars().next().is_none_or(|c| c == '-')
+            })
+        };
+        let mut dirs: Vec<PathBuf> = fs::read_dir(&self.dir)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+            .filter(|e| {
+                let name = e.file_name().to_string_lossy().into_owned();
+                (name == "build" || name.starts_with("build-")) && !own_tree_dir(&name)
+            })
+            .map(|e| e.path())
+            .collect();
+        dirs.sort();
+        dirs
     }
 
     /// Puts the mutants' version of the files they touch into the tree.
@@ -785,48 +896,28 @@ impl Cache {
         Ok(())
     }
 
-    /// `make` in the kernel tree, output appended to the build log.
+    /// `make` in the kernel tree, output appended to the build log (set
+    /// aside first if it has grown past [`LOG_LIMIT`]).
     pub fn kmake(&self, build: &Path, targets: &[&str], extra: &[String]) -> Result<()> {
         fs::create_dir_all(build).map_err(|e| io_err("create", build, e))?;
         let log_path = self.log_path();
+        if fs::metadata(&log_path).is_ok_and(|m| m.len() > LOG_LIMIT) {
+            self.rotate_log()?;
+        }
         let mut log = File::options()
             .create(true)
             .append(true)
             .open(&log_path)
             .map_err(|e| io_err("open", &log_path, e))?;
-        let _ = writeln!(log, "=== make {} in {}", targets.join(" "), build.display());
+        let (mut cmd, jobs) = self.make_command(build, targets, extra);
+        let _ = writeln!(
+            log,
+            "=== make {} in {} ({jobs})",
+            targets.join(" "),
+            build.display()
+        );
         let log_err = log.try_clone().map_err(|e| io_err("open", &log_path, e))?;
-        let mut cmd = Command::new("make");
-        cmd.arg("-C")
-            .arg(self.source_dir())
-            .arg(format!("O={}", build.display()))
-            .arg("ARCH=lkl")
-            .args(extra)
-            .args(targets)
-            .stdin(Stdio::null())
-            .stdout(log)
-            .stderr(log_err);
-        for var in [
-            "MAKEFLAGS",
-            "MFLAGS",
-            "MAKELEVEL",
-            "CARGO_MAKEFLAGS",
-            "CC",
-            "CFLAGS",
-            "LD",
-            "AR",
-        ] {
-            cmd.env_remove(var);
-        }
-        match &self.jobserver {
-            // Cargo's jobserver: make takes its share of cargo's -j.
-            Some(flags) => {
-                cmd.env("MAKEFLAGS", flags);
-            }
-            None => {
-                cmd.arg(format!("-j{}", host_cpus()));
-            }
-        }
+        cmd.stdin(Stdio::null()).stdout(log).stderr(log_err);
         let started = Instant::now();
         let status = cmd.status().map_err(|e| format!("cannot run make: {e}"))?;
         if !status.success() {
@@ -841,13 +932,62 @@ impl Cache {
             ));
         }
         (self.report)(&format!(
-            "make {} in {} took {:.1}s (log: {})",
+            "make {} in {} took {:.1}s with {} (log: {})",
             targets.join(" "),
             build.file_name().unwrap_or_default().to_string_lossy(),
             started.elapsed().as_secs_f64(),
+            if self.jobserver.is_some() {
+                "cargo's jobserver"
+            } else {
+                "its own jobs"
+            },
             log_path.display()
         ));
         Ok(())
+    }
+
+    /// The make command for `targets` in `build`, and how it runs jobs in
+    /// parallel, for the log: under cargo's jobserver (`MAKEFLAGS` set to
+    /// cargo's `CARGO_MAKEFLAGS`, whose descriptors make inherits), so
+    /// that make and cargo's other jobs share one `-j`; otherwise with a
+    /// job per host CPU.
+    pub fn make_command(
+        &self,
+        build: &Path,
+        targets: &[&str],
+        extra: &[String],
+    ) -> (Command, String) {
+        let mut cmd = Command::new("make");
+        cmd.arg("-C")
+            .arg(self.source_dir())
+            .arg(format!("O={}", build.display()))
+            .arg("ARCH=lkl")
+            .args(extra)
+            .args(targets);
+        for var in [
+            "MAKEFLAGS",
+            "MFLAGS",
+            "MAKELEVEL",
+            "CARGO_MAKEFLAGS",
+            "CC",
+            "CFLAGS",
+            "LD",
+            "AR",
+        ] {
+            cmd.env_remove(var);
+        }
+        let jobs = match &self.jobserver {
+            Some(flags) => {
+                cmd.env("MAKEFLAGS", flags);
+                format!("cargo's jobserver: MAKEFLAGS={flags}")
+            }
+            None => {
+                let jobs = format!("-j{}", host_cpus());
+                cmd.arg(&jobs);
+                jobs
+            }
+        };
+        (cmd, jobs)
     }
 
     /// The configuration of `spec`: `lkl.config` and its variant's
@@ -932,6 +1072,20 @@ impl Cache {
         })
     }
 
+    /// What `build.rs` has cargo watch (`rerun-if-changed`): the project's
+    /// own inputs and, with a developer's tree, the files of it that the
+    /// build in `build` read ([`Cache::own_tree_inputs`]). Never a kernel
+    /// tree itself, whose ~80,000 files cargo would scan on every
+    /// invocation.
+    pub fn rerun_inputs(&self, build: &Path) -> Vec<PathBuf> {
+        let mut inputs: Vec<PathBuf> = ["build.rs", "harness/kbuild.rs", "harness/glue", "lkl"]
+            .iter()
+            .map(|p| self.manifest.join(p))
+            .collect();
+        inputs.extend(self.own_tree_inputs(build));
+        inputs
+    }
+
     /// The files a developer's own tree builds from (for `build.rs` to
     /// watch): everything make's dependency files list, and the Makefiles,
     /// Kbuild and Kconfig files of their directories.
@@ -980,11 +1134,79 @@ impl Cache {
                 }
             }
         }
+        // Only files that exist: cargo takes a missing one for changed,
+        // and would run build.rs on every invocation.
         for top in ["Makefile", "scripts/syscall.tbl"] {
-            inputs.insert(root.join(top));
+            let p = root.join(top);
+            if p.is_file() {
+                inputs.insert(p);
+            }
         }
         inputs
     }
+}
+
+/// The developer's own tree that `LINUX_SRC` names, as a canonical path:
+/// `LINUX_SRC=../linux`, `LINUX_SRC=/home/me/linux/` and a symbolic link
+/// to it are one tree, with one build directory, not a cold build each.
+/// Unset or empty: none.
+pub fn own_tree_from(linux_src: Option<&std::ffi::OsStr>) -> Result<Option<PathBuf>> {
+    let Some(dir) = linux_src.filter(|dir| !dir.is_empty()) else {
+        return Ok(None);
+    };
+    fs::canonicalize(dir).map(Some).map_err(|e| {
+        format!(
+            "LINUX_SRC={}: {e}; point it at a Linux {} source tree, or unset it to build \
+             Debian's",
+            Path::new(dir).display(),
+            release_name(PATCHED_RELEASE)
+        )
+    })
+}
+
+/// Installs a copy of `file` in `dir` named for its content
+/// (`liblkl.so` becomes `liblkl-<stable_hash>.so`) and returns its path.
+/// The copy is written aside and renamed into place, so it is whole
+/// whenever it can be opened, and a later install of other content goes
+/// to another name: a program built against one copy loads that copy,
+/// never a newer library written over it. The [`COPIES_KEPT`] newest
+/// copies stay; older ones are removed.
+pub fn install_copy(file: &Path, dir: &Path) -> Result<PathBuf> {
+    let bytes = fs::read(file).map_err(|e| io_err("read", file, e))?;
+    let name = file
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let (stem, ext) = name.split_once('.').unwrap_or((&name, ""));
+    let prefix = format!("{stem}-");
+    let suffix = if ext.is_empty() {
+        String::new()
+    } else {
+        format!(".{ext}")
+    };
+    let copy = dir.join(format!("{prefix}{:016x}{suffix}", stable_hash(&bytes)));
+    if fs::read(&copy).is_ok_and(|old| old == bytes) {
+        // Already here: only make it the newest.
+        set_mtime(&copy, SystemTime::now())?;
+    } else {
+        let partial = dir.join(format!("{prefix}partial{suffix}"));
+        fs::write(&partial, &bytes).map_err(|e| io_err("write", &partial, e))?;
+        fs::rename(&partial, &copy).map_err(|e| io_err("rename", &partial, e))?;
+    }
+    let mut older: Vec<(SystemTime, PathBuf)> = fs::read_dir(dir)
+        .map_err(|e| io_err("read", dir, e))?
+        .flatten()
+        .filter(|e| {
+            let n = e.file_name().to_string_lossy().into_owned();
+            n.starts_with(&prefix) && n.ends_with(&suffix) && e.path() != copy
+        })
+        .filter_map(|e| Some((e.metadata().ok()?.modified().ok()?, e.path())))
+        .collect();
+    older.sort_by_key(|(modified, _)| std::cmp::Reverse(*modified));
+    for (_, old) in older.iter().skip(COPIES_KEPT - 1) {
+        fs::remove_file(old).map_err(|e| io_err("remove", old, e))?;
+    }
+    Ok(copy)
 }
 
 /// A tree file a mutant build replaced, to put back.
@@ -1042,6 +1264,39 @@ pub fn source_release(root: &Path) -> Option<(u32, u32, u32)> {
             .and_then(|v| v.trim().parse().ok())
     };
     Some((field("VERSION")?, field("PATCHLEVEL")?, field("SUBLEVEL")?))
+}
+
+/// `6.12.118`.
+pub fn release_name((version, patchlevel, sublevel): (u32, u32, u32)) -> String {
+    format!("{version}.{patchlevel}.{sublevel}")
+}
+
+/// `/usr/src`'s tarball, if the installed [`DEBIAN_PACKAGE`] is
+/// [`DEBIAN_VERSION`].
+fn installed_tarball() -> Option<PathBuf> {
+    let tarball = Path::new("/usr/src").join(DEBIAN_TARBALL);
+    if !tarball.is_file() {
+        return None;
+    }
+    let version =
+        run_cmd(Command::new("dpkg-query").args(["-W", "-f=${Version}", DEBIAN_PACKAGE])).ok()?;
+    (version.trim() == DEBIAN_VERSION).then_some(tarball)
+}
+
+/// The `.deb` file in `dir`.
+fn deb_file(dir: &Path) -> Option<PathBuf> {
+    fs::read_dir(dir)
+        .ok()?
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| p.extension().is_some_and(|x| x == "deb"))
+}
+
+/// The package version of the `.deb` file in `dir`.
+fn deb_version(dir: &Path) -> Option<String> {
+    let deb = deb_file(dir)?;
+    let version = run_cmd(Command::new("dpkg-deb").arg("-f").arg(&deb).arg("Version")).ok()?;
+    Some(version.trim().to_string())
 }
 
 /// The `*.patch` files of `dir`, in name order.
@@ -1330,6 +1585,408 @@ mod tests {
             Path::new("/p/target/lkl/build-debug-m-leak")
         );
         assert_eq!(spec.name(), "debug+leak");
+    }
+
+    #[test]
+    fn own_tree_build_directories_are_named_by_a_hash_stable_across_rust_releases() {
+        // FNV-1a of "/src/linux": std's DefaultHasher may change with any
+        // Rust release, and a new name is a cold build.
+        let cache = Cache {
+            own_tree: Some("/src/linux".into()),
+            ..cache_in(Path::new("/p"), None, None)
+        };
+        assert_eq!(
+            cache.build_dir(&Spec::of(Variant::Race)),
+            Path::new("/p/cache/build-943bdc91cd59c349-race")
+        );
+    }
+
+    #[test]
+    fn every_spelling_of_linux_src_is_one_tree_with_one_build_directory() {
+        let dir = scratch("spellings");
+        let tree = dir.join("linux");
+        fs::create_dir_all(&tree).expect("tree");
+        symlink(&tree, dir.join("link")).expect("symlink");
+        let cwd = env::current_dir().expect("cwd");
+        let up = "../".repeat(cwd.components().count() - 1);
+        let relative = format!("{up}{}", tree.display().to_string().trim_start_matches('/'));
+        let spellings = [
+            tree.display().to_string(),
+            format!("{}/", tree.display()),
+            format!("{}/../linux/.", tree.display()),
+            dir.join("link").display().to_string(),
+            relative,
+        ];
+        let dirs: BTreeSet<PathBuf> = spellings
+            .iter()
+            .map(|spelling| {
+                let own_tree = own_tree_from(Some(std::ffi::OsStr::new(spelling)))
+                    .unwrap_or_else(|e| panic!("{spelling}: {e}"));
+                assert_eq!(own_tree.as_deref(), Some(tree.as_path()), "{spelling}");
+                Cache {
+                    own_tree,
+                    ..cache_in(&dir, None, None)
+                }
+                .build_dir(&Spec::of(Variant::Default))
+            })
+            .collect();
+        assert_eq!(dirs.len(), 1, "{dirs:?}");
+
+        assert_eq!(own_tree_from(None), Ok(None));
+        assert_eq!(own_tree_from(Some(std::ffi::OsStr::new(""))), Ok(None));
+        let err = own_tree_from(Some(std::ffi::OsStr::new("/no/such/linux"))).unwrap_err();
+        assert!(
+            err.starts_with("LINUX_SRC=/no/such/linux: ") && err.contains("unset it"),
+            "{err}"
+        );
+        let _ = fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn debian_version_and_patched_release_agree() {
+        let release = format!("{}-", release_name(PATCHED_RELEASE));
+        assert!(DEBIAN_VERSION.starts_with(&release), "{DEBIAN_VERSION}");
+    }
+
+    #[test]
+    fn a_source_of_another_release_is_refused_before_anything_is_made() {
+        let dir = scratch("release");
+        let cache = cache_in(&dir, None, None);
+        let root = cache.dir.join("source/linux-source-6.12");
+        fs::create_dir_all(root.join("kernel")).expect("source");
+        let (version, patchlevel, sublevel) = PATCHED_RELEASE;
+        let point_release = (version, patchlevel, sublevel + 2);
+        fs::write(root.join("Makefile"), release_lines(point_release)).expect("Makefile");
+        let lock = cache.lock().expect("lock");
+        let err = cache
+            .build(&Spec::of(Variant::Default), &lock)
+            .expect_err("another release is refused");
+        assert!(
+            err.contains(&format!(
+                "is Linux {}, but lkl/patches/ are made for Linux {}",
+                release_name(point_release),
+                release_name(PATCHED_RELEASE)
+            )),
+            "{err}"
+        );
+        assert!(
+            err.contains(&format!("rm -rf {}", cache.dir.display()))
+                && err.contains(DEBIAN_VERSION)
+                && err.contains("LINUX_SRC"),
+            "the fix: {err}"
+        );
+        // Refused before the tree was patched or make ran.
+        assert!(!cache.dir.join("tree").exists());
+        assert!(!cache.log_path().exists());
+        assert!(cache.tree_build_dirs().is_empty());
+
+        fs::write(root.join("Makefile"), release_lines(PATCHED_RELEASE)).expect("Makefile");
+        assert_eq!(cache.check_release(&root), Ok(()));
+        let _ = fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn a_download_of_the_pinned_version_is_used_without_fetching_again() {
+        let dir = scratch("deb");
+        let cache = cache_in(&dir, None, None);
+        // The package as `apt-get download` left it, and extracted.
+        let package = dir.join("package");
+        fs::create_dir_all(package.join("DEBIAN")).expect("package");
+        fs::create_dir_all(package.join("usr/src")).expect("package");
+        fs::write(
+            package.join("DEBIAN/control"),
+            format!(
+                "Package: {DEBIAN_PACKAGE}\nVersion: {DEBIAN_VERSION}\nArchitecture: all\n\
+                 Maintainer: nobody <nobody@example.org>\nDescription: a test\n"
+            ),
+        )
+        .expect("control");
+        fs::write(package.join("usr/src").join(DEBIAN_TARBALL), "").expect("tarball");
+        let deb_dir = cache.dir.join("deb");
+        fs::create_dir_all(&deb_dir).expect("deb dir");
+        let deb = deb_dir.join("linux-source.deb");
+        run_cmd(
+            Command::new("dpkg-deb")
+                .arg("--build")
+                .arg(&package)
+                .arg(&deb),
+        )
+        .expect("dpkg-deb --build");
+        run_cmd(Command::new("dpkg-deb").arg("-x").arg(&deb).arg(&deb_dir)).expect("extract");
+        assert_eq!(deb_version(&deb_dir).as_deref(), Some(DEBIAN_VERSION));
+        assert_eq!(
+            cache.fetch_debian_source(),
+            Ok(deb_dir.join("usr/src").join(DEBIAN_TARBALL))
+        );
+        let _ = fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn a_tree_of_another_release_is_made_anew_without_its_builds() {
+        let dir = scratch("new-release");
+        let cache = cache_in(&dir, None, None);
+        let source = cache.dir.join("source/linux-source-6.12");
+        fs::create_dir_all(&source).expect("source");
+        fs::write(source.join("Makefile"), release_lines(PATCHED_RELEASE)).expect("Makefile");
+        let (version, patchlevel, sublevel) = PATCHED_RELEASE;
+        let older = (version, patchlevel, sublevel - 1);
+        fs::create_dir_all(cache.dir.join("tree")).expect("tree");
+        fs::write(cache.dir.join("tree/Makefile"), release_lines(older)).expect("Makefile");
+        fs::write(cache.dir.join("tree.source"), source.display().to_string()).expect("stamp");
+        let own = "build-0123456789abcdef";
+        for build in ["build", "build-race", "build-m-leak", own] {
+            fs::create_dir_all(cache.dir.join(build)).expect("build dir");
+        }
+        cache.refresh_tree(&source).expect("refresh");
+        assert_eq!(
+            source_release(&cache.dir.join("tree")),
+            Some(PATCHED_RELEASE)
+        );
+        assert_eq!(cache.tree_build_dirs(), Vec::<PathBuf>::new());
+        assert!(
+            cache.dir.join(own).is_dir(),
+            "a developer's tree's build stays"
+        );
+        // The same release again: the builds stay.
+        fs::create_dir_all(cache.dir.join("build")).expect("build dir");
+        cache.refresh_tree(&source).expect("refresh");
+        assert_eq!(cache.tree_build_dirs(), [cache.dir.join("build")]);
+        let _ = fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn an_installed_copy_is_named_for_its_content_and_never_rewritten() {
+        let dir = scratch("install");
+        let library = dir.join("liblkl.so");
+        let out = dir.join("out");
+        fs::create_dir_all(&out).expect("out");
+        fs::write(&library, b"first build").expect("write");
+        let first = install_copy(&library, &out).expect("install");
+        assert_eq!(
+            first,
+            out.join(format!("liblkl-{:016x}.so", stable_hash(b"first build")))
+        );
+        fs::write(&library, b"second build").expect("write");
+        let second = install_copy(&library, &out).expect("install");
+        assert_ne!(first, second);
+        // A binary built against the first copy still loads the first build.
+        assert_eq!(fs::read(&first).expect("first"), b"first build");
+        assert_eq!(fs::read(&second).expect("second"), b"second build");
+        assert_eq!(
+            install_copy(&library, &out),
+            Ok(second),
+            "same content, same copy"
+        );
+        for n in 0..5 {
+            fs::write(&library, format!("build {n}")).expect("write");
+            let copy = install_copy(&library, &out).expect("install");
+            assert_eq!(
+                fs::read(&copy).expect("copy"),
+                format!("build {n}").as_bytes()
+            );
+        }
+        let left = fs::read_dir(&out).expect("out").count();
+        assert_eq!(
+            left, COPIES_KEPT,
+            "older copies are removed, no partial file is left"
+        );
+        let _ = fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn make_runs_under_the_jobserver_it_is_given() {
+        use std::io::Write as _;
+        use std::os::fd::AsRawFd;
+
+        let dir = scratch("jobserver");
+        let tree = toy_tree(&dir);
+        let (reader, mut writer) = std::io::pipe().expect("pipe");
+        writer.write_all(b"+").expect("a token");
+        // Copies make inherits (F_DUPFD leaves close-on-exec off),
+        // numbered apart from any make would open itself.
+        // SAFETY: fcntl duplicates descriptors this test owns; it closes
+        // the copies below.
+        let (r, w) = unsafe {
+            (
+                libc::fcntl(reader.as_raw_fd(), libc::F_DUPFD, 100),
+                libc::fcntl(writer.as_raw_fd(), libc::F_DUPFD, 100),
+            )
+        };
+        assert!(r >= 100 && w >= 100, "fcntl: {r} {w}");
+        let flags = format!("-j --jobserver-auth={r},{w}");
+        let cache = cache_in(&dir, Some(tree.clone()), Some(flags.clone()));
+        let lock = cache.lock().expect("lock");
+        let built = cache.build(&Spec::of(Variant::Default), &lock);
+        // SAFETY: the copies made above, used by no one now.
+        unsafe {
+            libc::close(r);
+            libc::close(w);
+        }
+        built.expect("the toy kernel builds");
+        let log = fs::read_to_string(cache.log_path()).expect("log");
+        let seen = toy_makeflags(&log);
+        assert!(seen.contains(&format!("--jobserver-auth={r},{w}")), "{log}");
+        assert!(!log.contains("jobserver unavailable"), "{log}");
+        assert!(
+            log.contains(&format!("(cargo's jobserver: MAKEFLAGS={flags})")),
+            "{log}"
+        );
+
+        // Without one, make runs a job per CPU of its own.
+        let cache = cache_in(&dir, Some(tree), None);
+        cache
+            .build(&Spec::of(Variant::Default), &lock)
+            .expect("the toy kernel builds");
+        let log = fs::read_to_string(cache.log_path()).expect("log");
+        let seen = toy_makeflags(&log);
+        assert!(seen.contains(&format!("-j{}", host_cpus())), "{log}");
+        assert!(
+            !seen.contains(&format!("--jobserver-auth={r},{w}")),
+            "{log}"
+        );
+        let _ = fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn the_build_log_holds_one_build_and_stays_bounded() {
+        let dir = scratch("log");
+        let cache = cache_in(&dir, Some(toy_tree(&dir)), None);
+        let lock = cache.lock().expect("lock");
+        let mut built = None;
+        for _ in 0..3 {
+            built = Some(
+                cache
+                    .build(&Spec::of(Variant::Default), &lock)
+                    .expect("the toy kernel builds"),
+            );
+        }
+        let logs: BTreeSet<String> = fs::read_dir(&cache.dir)
+            .expect("cache")
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .filter(|n| n.starts_with("build.log"))
+            .collect();
+        assert_eq!(
+            logs,
+            BTreeSet::from(["build.log".into(), "build.log.1".into()])
+        );
+        for log in ["build.log", "build.log.1"] {
+            let text = fs::read_to_string(cache.dir.join(log)).expect("log");
+            assert_eq!(text.matches("=== make vmlinux").count(), 1, "{log}: {text}");
+        }
+
+        // A log past the limit (one build's make after make, say) is set
+        // aside before make appends more.
+        let log = cache.log_path();
+        File::options()
+            .append(true)
+            .open(&log)
+            .and_then(|f| f.set_len(LOG_LIMIT + 1))
+            .expect("a large log");
+        let build = built.expect("built").build_dir;
+        cache.kmake(&build, &["vmlinux"], &[]).expect("make");
+        let len = |p: &Path| fs::metadata(p).expect("log").len();
+        assert_eq!(len(&cache.dir.join("build.log.1")), LOG_LIMIT + 1);
+        assert!(len(&log) < 64 << 10, "{} bytes", len(&log));
+        let _ = fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn an_own_tree_has_cargo_watch_the_files_its_build_read_not_the_tree() {
+        let dir = scratch("rerun");
+        let tree = toy_tree(&dir);
+        let cache = cache_in(&dir, Some(tree.clone()), None);
+        let lock = cache.lock().expect("lock");
+        let built = cache
+            .build(&Spec::of(Variant::Default), &lock)
+            .expect("the toy kernel builds");
+        let inputs: BTreeSet<PathBuf> = cache.rerun_inputs(&built.build_dir).into_iter().collect();
+        let project = Path::new(env!("CARGO_MANIFEST_DIR"));
+        let want: BTreeSet<PathBuf> = [
+            project.join("build.rs"),
+            project.join("harness/kbuild.rs"),
+            project.join("harness/glue"),
+            project.join("lkl"),
+            // What the dependency file lists under the tree (not the host's
+            // headers, not a config wildcard that names no file), and the
+            // Makefiles of their directories.
+            tree.join("kernel/api.c"),
+            tree.join("include/api.h"),
+            tree.join("kernel/Makefile"),
+            tree.join("Makefile"),
+        ]
+        .into_iter()
+        .collect();
+        assert_eq!(inputs, want);
+        for input in inputs.iter().filter(|p| p.starts_with(&tree)) {
+            // A directory would have cargo scan all of it; a missing file
+            // would have cargo run build.rs every time.
+            assert!(input.is_file(), "{}", input.display());
+        }
+        let _ = fs::remove_dir_all(&dir);
+    }
+
+    /// A directory of this test's own, empty, by its canonical name.
+    fn scratch(name: &str) -> PathBuf {
+        let dir = env::temp_dir().join(format!("lkl-kbuild-{}-{name}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        fs::create_dir_all(&dir).expect("a scratch directory");
+        fs::canonicalize(&dir).expect("its canonical name")
+    }
+
+    /// A cache in `dir/cache` that builds with this project's `lkl/`.
+    fn cache_in(dir: &Path, own_tree: Option<PathBuf>, jobserver: Option<String>) -> Cache {
+        Cache {
+            manifest: PathBuf::from(env!("CARGO_MANIFEST_DIR")),
+            dir: dir.join("cache"),
+            own_tree,
+            report: |_| {},
+            jobserver,
+        }
+    }
+
+    /// The lines of a kernel Makefile that say its release.
+    fn release_lines((version, patchlevel, sublevel): (u32, u32, u32)) -> String {
+        format!("VERSION = {version}\nPATCHLEVEL = {patchlevel}\nSUBLEVEL = {sublevel}\nEXTRAVERSION =\n")
+    }
+
+    /// A kernel tree in miniature, for `Cache::build` as a developer's own
+    /// tree: a Makefile with the targets the cache makes, whose vmlinux
+    /// holds just the API and which leaves a dependency file as kbuild
+    /// does, and says what `MAKEFLAGS` make ran with.
+    fn toy_tree(dir: &Path) -> PathBuf {
+        let root = dir.join("linux");
+        for sub in ["kernel", "include", "arch"] {
+            fs::create_dir_all(root.join(sub)).expect("toy tree");
+        }
+        let api: String = API_SYMBOLS
+            .iter()
+            .map(|symbol| format!("int {symbol}(void) {{ return 0; }}\n"))
+            .collect();
+        fs::write(root.join("kernel/api.c"), api).expect("api.c");
+        fs::write(root.join("include/api.h"), "").expect("api.h");
+        fs::write(root.join("kernel/Makefile"), "obj-y += api.o\n").expect("Makefile");
+        let makefile = release_lines(PATCHED_RELEASE)
+            + "allnoconfig:\n\
+               \tcp $(KCONFIG_ALLCONFIG) $(O)/.config\n\
+               vmlinux:\n\
+               \t@echo \"toy make: MAKEFLAGS=$(MAKEFLAGS)\"\n\
+               \tmkdir -p $(O)/kernel\n\
+               \t$(CC) -c -fPIC -o $(O)/kernel/api.o $(CURDIR)/kernel/api.c\n\
+               \tobjcopy -R .note.GNU-stack $(O)/kernel/api.o $(O)/vmlinux\n\
+               \techo 'deps_kernel/api.o := $(CURDIR)/kernel/api.c $(CURDIR)/include/api.h \
+               $$(wildcard $(CURDIR)/include/config/TOY) /usr/include/stdio.h' \
+               >$(O)/kernel/.api.o.cmd\n";
+        fs::write(root.join("Makefile"), makefile).expect("Makefile");
+        root
+    }
+
+    /// The `MAKEFLAGS` the toy tree's vmlinux was made with, from the log.
+    fn toy_makeflags(log: &str) -> String {
+        log.lines()
+            .find_map(|l| l.strip_prefix("toy make: MAKEFLAGS="))
+            .unwrap_or_else(|| panic!("no toy make line in the log:\n{log}"))
+            .to_string()
     }
 
     #[test]

@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use std::mem::{align_of, offset_of, size_of};
 use std::path::Path;
 
-use common::boot;
+use common::{boot, greetings, logged, texts};
 use lkl_harness::hello::{HelloArgs, HELLO_ARGS_SIZE_VER0, NR_HELLO};
 use lkl_harness::{sys, Errno};
 use lkl_sim::HostOps;
@@ -103,15 +103,40 @@ fn hello_args_bytes_are_the_fields_in_order() {
 }
 
 #[test]
-fn nr_hello_comes_from_the_generated_header() {
-    let numbers = syscall_numbers();
-    let hello: Vec<u64> = numbers
-        .iter()
+fn the_header_number_of_hello_is_the_kernels_hello() {
+    // The number a C program gets from the generated header, read as
+    // text (not through bindgen, which gives NR_HELLO).
+    let hello: Vec<u64> = syscall_numbers()
+        .into_iter()
         .filter(|(name, _)| name == "__NR_hello")
-        .map(|&(_, nr)| nr)
+        .map(|(_, nr)| nr)
         .collect();
-    assert_eq!(hello, [u64::from(NR_HELLO)], "__NR_hello in the header");
-    assert_eq!(NR_HELLO, sys::__NR_hello);
+    let [nr] = hello[..] else {
+        panic!("__NR_hello is defined once in asm/unistd_64.h: {hello:?}")
+    };
+    // The kernel runs hello(2) at that number: it greets.
+    let kernel = boot();
+    let args = HelloArgs::new(c"abi", 0);
+    let nr = u32::try_from(nr).expect("a small number");
+    let (ret, records) = logged(&kernel, || {
+        // SAFETY: hello(2) only reads `args` and the name, both alive.
+        unsafe {
+            kernel.syscall(
+                nr,
+                &[
+                    &args as *const HelloArgs as i64,
+                    size_of::<HelloArgs>() as i64,
+                ],
+            )
+        }
+    });
+    assert_eq!(ret, Ok(0), "system call {nr}");
+    assert_eq!(texts(&records), greetings(b"abi", false));
+    // The typed call, at bindgen's NR_HELLO, greets the same way.
+    let (ret, records) = logged(&kernel, || kernel.hello(&args));
+    assert_eq!(ret, Ok(()));
+    assert_eq!(texts(&records), greetings(b"abi", false));
+    common::finish(kernel);
 }
 
 #[test]

@@ -4,27 +4,108 @@
 mod common;
 
 use std::collections::BTreeSet;
-use std::process::Command;
+use std::ffi::OsStr;
+use std::path::Path;
 use std::time::{Duration, Instant};
 
-use common::{boot, boot_two_instances, boot_with, from_c_chars, mount_proc};
-use lkl_harness::{sys, BootOptions, Errno, Kernel};
+use common::{boot, boot_two_instances, boot_with, finish, from_c_chars, mount_proc};
+use lkl_harness::{kbuild, sys, BootOptions, Errno, Kernel};
 
 #[test]
-fn only_the_lkl_api_is_global_in_the_static_library() {
-    let out = Command::new("nm")
-        .args(["-g", "--defined-only", env!("LKL_STATIC_LIBRARY")])
-        .output()
-        .expect("nm runs");
-    assert!(out.status.success(), "nm failed: {out:?}");
-    let symbols: Vec<String> = String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .filter_map(|l| l.split_whitespace().nth(2).map(str::to_string))
-        .collect();
-    assert!(symbols.len() >= 3, "expected the lkl_* API in {symbols:?}");
-    for sym in &symbols {
-        assert!(sym.starts_with("lkl_"), "non-API global symbol {sym}");
+fn a_private_kernel_is_a_copy_of_this_builds_own_library() {
+    let library = Path::new(env!("LKL_SHARED_LIBRARY"));
+    // This build's output, not the shared cache, which a later build
+    // (another profile, another checkout) rewrites.
+    assert!(
+        library.starts_with(env!("OUT_DIR")) && !library.starts_with(env!("LKL_CACHE_DIR")),
+        "{} is not this build's own",
+        library.display()
+    );
+    // Named for its content: a newer build installs another file and
+    // leaves this one as it was.
+    let digest = kbuild::stable_hash(&std::fs::read(library).expect("the library"));
+    assert_eq!(
+        library.file_name(),
+        Some(OsStr::new(&format!("liblkl-{digest:016x}.so")))
+    );
+    // And it is what Kernel::boot loads, unless LKL_LIBRARY names another
+    // (as `lkl-harness mutants` and `coverage` do).
+    let expected = match std::env::var_os("LKL_LIBRARY").filter(|p| !p.is_empty()) {
+        Some(other) => kbuild::stable_hash(&std::fs::read(other).expect("LKL_LIBRARY")),
+        None => digest,
+    };
+    let kernel = boot();
+    let loaded = kernel
+        .with_image(|image| image.map(|image| image.path.clone()))
+        .expect("the kernel's image");
+    let bytes = std::fs::read(&loaded).expect("the loaded copy");
+    assert_eq!(
+        kbuild::stable_hash(&bytes),
+        expected,
+        "{}",
+        loaded.display()
+    );
+    finish(kernel);
+}
+
+/// A function's address in this process.
+type Symbol = *const libc::c_void;
+
+/// The file the dynamic linker says `address` is in.
+fn object_of(address: Symbol) -> String {
+    // SAFETY: an all-zero Dl_info is valid, and dladdr only writes it.
+    let mut info: libc::Dl_info = unsafe { std::mem::zeroed() };
+    // SAFETY: `info` is a valid place to write; dladdr reads no memory at
+    // `address`.
+    let found = unsafe { libc::dladdr(address, &mut info) };
+    assert_ne!(found, 0, "dladdr found no object at {address:?}");
+    // SAFETY: dladdr set dli_fname to a NUL-terminated path it owns.
+    unsafe { std::ffi::CStr::from_ptr(info.dli_fname) }
+        .to_string_lossy()
+        .into_owned()
+}
+
+#[test]
+fn the_kernels_own_symbols_stay_inside_it() {
+    // The static library linked into this executable: the kernel's
+    // memcpy and the like are its own, so this program's calls reach the
+    // C library's.
+    for (name, function) in [
+        ("memcpy", libc::memcpy as Symbol),
+        ("memset", libc::memset as Symbol),
+        ("strlen", libc::strlen as Symbol),
+        ("strcmp", libc::strcmp as Symbol),
+    ] {
+        let object = object_of(function);
+        assert!(object.contains("libc.so"), "{name} is in {object}");
     }
+
+    // A private copy of the shared library: it gives the API, and nothing
+    // else of the kernel's, to the dynamic linker.
+    let copy = std::env::temp_dir().join(format!("lkl-symbols-{}.so", std::process::id()));
+    std::fs::copy(env!("LKL_SHARED_LIBRARY"), &copy).expect("copy the library");
+    // SAFETY: the kernel library runs no code when loaded (no
+    // initialisers), and this copy's file name is used by nothing else.
+    let library = unsafe { libloading::Library::new(&copy) }.expect("load the copy");
+    let resolves = |symbol: &str| {
+        // SAFETY: the pointer is only compared with null, never called.
+        unsafe { library.get::<Symbol>(symbol.as_bytes()) }.is_ok()
+    };
+    for api in lkl_harness::kbuild::API_SYMBOLS {
+        assert!(resolves(api), "{api} is not exported");
+    }
+    for internal in [
+        "start_kernel",
+        "_printk",
+        "memcpy",
+        "kmalloc_caches",
+        "init_task",
+        "jiffies",
+    ] {
+        assert!(!resolves(internal), "the kernel exports {internal}");
+    }
+    drop(library);
+    std::fs::remove_file(&copy).expect("remove the copy");
 }
 
 #[test]

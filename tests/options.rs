@@ -138,17 +138,21 @@ fn every_bad_option_is_refused_before_boot_naming_option_range_and_fix() {
     }
     assert_eq!(threads(), before, "a refused boot left a thread behind");
 
-    // The range's ends are good values: the smallest kernel boots.
+    // The range's ends are good values: the smallest kernel boots, with
+    // that memory by its own account, and no more.
     let smallest = Kernel::boot(BootOptions {
         mem_mib: MIN_MEM_MIB,
         cpus: 1,
         ..default()
     })
     .expect("the smallest kernel boots");
+    let memory = format!("/{}K available", MIN_MEM_MIB * 1024);
+    assert!(smallest.dmesg().contains(&memory), "{}", smallest.dmesg());
+    let info = smallest.sysinfo().expect("sysinfo");
+    let total = info.totalram * u64::from(info.mem_unit);
     assert!(
-        smallest.dmesg().contains(&format!("mem={MIN_MEM_MIB}M")),
-        "{}",
-        smallest.dmesg()
+        total > 0 && total <= u64::from(MIN_MEM_MIB) << 20,
+        "totalram {total} for {MIN_MEM_MIB} MiB"
     );
     smallest.halt().expect("halt");
 }
