@@ -607,16 +607,32 @@ impl Cache {
         Ok(root)
     }
 
-    /// Refuses a kernel source whose Makefile does not say
-    /// [`PATCHED_RELEASE`]: on another point release a patch may fail to
-    /// apply, or apply and build another kernel than the one the tests
-    /// were written against. The error names both releases and the fix.
+    /// Checks the release of a kernel source against [`PATCHED_RELEASE`].
+    /// Another series than 6.12 (or a Makefile that names none) is
+    /// refused, with both releases and the fix. Another point release of
+    /// 6.12 is what Debian serves once it moves on from
+    /// [`DEBIAN_VERSION`]: it is built, and every build says so, since a
+    /// patch may then fail to apply (its error names both releases) or
+    /// apply and build another kernel than the tests were written against.
     pub fn check_release(&self, root: &Path) -> Result<()> {
         let found = source_release(root);
-        if found == Some(PATCHED_RELEASE) {
-            return Ok(());
-        }
         let want = release_name(PATCHED_RELEASE);
+        match found {
+            Some(release) if release == PATCHED_RELEASE => return Ok(()),
+            Some(release) if release.0 == PATCHED_RELEASE.0 && release.1 == PATCHED_RELEASE.1 => {
+                (self.report)(&format!(
+                    "the kernel source {} is Linux {}; lkl/patches/ are made for Linux {want}. \
+                     Building it anyway: if a patch does not apply, rebase lkl/patches/ onto \
+                     Linux {} (then set PATCHED_RELEASE and DEBIAN_VERSION in harness/kbuild.rs), \
+                     or point LINUX_SRC at a Linux {want} tree",
+                    root.display(),
+                    release_name(release),
+                    release_name(release),
+                ));
+                return Ok(());
+            }
+            _ => {}
+        }
         let found = match found {
             Some(release) => format!("Linux {}", release_name(release)),
             None => "of no release its Makefile names (VERSION, PATCHLEVEL, SUBLEVEL)".into(),
@@ -646,35 +662,39 @@ impl Cache {
         fs::create_dir_all(&deb_dir).map_err(|e| io_err("create", &deb_dir, e))?;
         let wanted = format!("{DEBIAN_PACKAGE}={DEBIAN_VERSION}");
         (self.report)(&format!("apt-get download {wanted}"));
-        let download = || {
+        let download = |what: &str| {
             run_cmd(
                 Command::new("apt-get")
-                    .args(["download", &wanted])
+                    .args(["download", what])
                     .current_dir(&deb_dir),
             )
         };
-        if download().is_err() {
+        if download(&wanted).is_err() {
             // A fresh machine may have no package lists yet.
             if is_root() {
                 run_cmd(Command::new("apt-get").arg("update"))?;
             }
-            download().map_err(|e| {
-                format!(
-                    "{e}\nThe kernel source, {DEBIAN_PACKAGE} {DEBIAN_VERSION} (Linux {}, which \
-                     lkl/patches/ are made for), could not be fetched. Either run\n    \
-                     sudo apt-get update && sudo apt-get install {wanted}\n\
-                     or get the package from https://snapshot.debian.org/package/linux-6.12/{DEBIAN_VERSION}/ \
-                     and install it, or point LINUX_SRC at a Linux {} source tree.",
-                    release_name(PATCHED_RELEASE),
-                    release_name(PATCHED_RELEASE)
-                )
-            })?;
+            if let Err(pinned) = download(&wanted) {
+                // Debian keeps only recent point releases: take the one it
+                // serves now (check_release() says what that means).
+                (self.report)(&format!(
+                    "{wanted} cannot be fetched any more; apt-get download {DEBIAN_PACKAGE}"
+                ));
+                download(DEBIAN_PACKAGE).map_err(|e| {
+                    format!(
+                        "{pinned}\n{e}\nThe kernel source, {DEBIAN_PACKAGE} (Linux {}, which \
+                         lkl/patches/ are made for, is version {DEBIAN_VERSION}), could not be \
+                         fetched. Either run\n    sudo apt-get update && sudo apt-get install \
+                         {DEBIAN_PACKAGE}\nor point LINUX_SRC at a Linux {} source tree.",
+                        release_name(PATCHED_RELEASE),
+                        release_name(PATCHED_RELEASE)
+                    )
+                })?;
+            }
         }
-        let version = deb_version(&deb_dir);
-        if version.as_deref() != Some(DEBIAN_VERSION) {
+        if deb_version(&deb_dir).is_none() {
             return Err(format!(
-                "apt-get download {wanted} left {} in {}, not that version",
-                version.unwrap_or_else(|| "no .deb".into()),
+                "apt-get download {DEBIAN_PACKAGE} left no .deb in {}",
                 deb_dir.display()
             ));
         }
@@ -1654,9 +1674,9 @@ mod tests {
         let cache = cache_in(&dir, None, None);
         let root = cache.dir.join("source/linux-source-6.12");
         fs::create_dir_all(root.join("kernel")).expect("source");
-        let (version, patchlevel, sublevel) = PATCHED_RELEASE;
-        let point_release = (version, patchlevel, sublevel + 2);
-        fs::write(root.join("Makefile"), release_lines(point_release)).expect("Makefile");
+        let (version, patchlevel, _) = PATCHED_RELEASE;
+        let other_series = (version, patchlevel + 1, 3);
+        fs::write(root.join("Makefile"), release_lines(other_series)).expect("Makefile");
         let lock = cache.lock().expect("lock");
         let err = cache
             .build(&Spec::of(Variant::Default), &lock)
@@ -1664,7 +1684,7 @@ mod tests {
         assert!(
             err.contains(&format!(
                 "is Linux {}, but lkl/patches/ are made for Linux {}",
-                release_name(point_release),
+                release_name(other_series),
                 release_name(PATCHED_RELEASE)
             )),
             "{err}"
@@ -1682,6 +1702,32 @@ mod tests {
 
         fs::write(root.join("Makefile"), release_lines(PATCHED_RELEASE)).expect("Makefile");
         assert_eq!(cache.check_release(&root), Ok(()));
+        let _ = fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn another_point_release_is_built_and_every_build_says_so() {
+        static SAID: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
+        let dir = scratch("point-release");
+        let cache = Cache {
+            report: |message| SAID.lock().expect("said").push(message.to_string()),
+            ..cache_in(&dir, None, None)
+        };
+        let root = dir.join("linux");
+        fs::create_dir_all(&root).expect("source");
+        let (version, patchlevel, sublevel) = PATCHED_RELEASE;
+        let point_release = (version, patchlevel, sublevel + 2);
+        fs::write(root.join("Makefile"), release_lines(point_release)).expect("Makefile");
+        assert_eq!(cache.check_release(&root), Ok(()));
+        let said = SAID.lock().expect("said").join("\n");
+        assert!(
+            said.contains(&format!(
+                "is Linux {}; lkl/patches/ are made for Linux {}",
+                release_name(point_release),
+                release_name(PATCHED_RELEASE)
+            )) && said.contains("if a patch does not apply, rebase lkl/patches/"),
+            "{said}"
+        );
         let _ = fs::remove_dir_all(&dir);
     }
 
