@@ -343,15 +343,10 @@ impl Kernel {
     /// `/dev/kmsg`, with kmemleak's `kmemleak: ` prefix), each once. It
     /// costs a few milliseconds per megabyte of kernel data.
     ///
-    /// Returns whether the kernel has kmemleak and was scanned. The kernel
-    /// linked into the test program ([`Kernel::boot_linked`]) is not:
-    /// there kmemleak misses roots in the kernel's data and reports the
-    /// sysfs tree as leaked, so only private kernels
-    /// ([`Kernel::boot`]) are checked for leaks.
+    /// Returns whether the kernel has kmemleak and was scanned: a private
+    /// kernel ([`Kernel::boot`]) and the kernel linked into the program
+    /// ([`Kernel::boot_linked`]) alike.
     pub fn scan_for_leaks(&self) -> Result<bool, Errno> {
-        if self.is_linked() {
-            return Ok(false);
-        }
         let debugfs = format!("{SYSFS}/kernel/debug");
         let control = format!("{debugfs}/kmemleak");
         let control_c = std::ffi::CString::new(control.as_str()).expect("no NUL in a path");

@@ -406,6 +406,11 @@ fn stress_main(cli: &Cli) -> Result<()> {
     bar.finish_and_clear();
     let summary = repeated.last;
 
+    // On the debug kernel, a leak the calls made is a report like any
+    // other (a kernel without kmemleak is not scanned).
+    kernel
+        .scan_for_leaks()
+        .context("scanning the kernel for leaks (kmemleak)")?;
     let splats = kernel.check_log().err();
     let records = kernel.log();
     let verdict = summary.verify();

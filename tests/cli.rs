@@ -118,3 +118,25 @@ fn selftest_prints_each_programs_output_and_verdict_and_fails_a_failing_one() {
     assert!(stdout.contains("ok 1 named.loud_greeting"), "{stdout}");
     assert!(stdout.contains("1 case(s): 1 pass"), "{stdout}");
 }
+
+/// On the debug kernel the main job scans for leaks before it checks the
+/// log: a leak fails the run and is named.
+#[cfg(lkl_kernel = "debug")]
+#[test]
+fn a_leak_fails_the_main_job_on_the_debug_kernel() {
+    let out = lkl_harness(&[
+        "--threads",
+        "2",
+        "--calls",
+        "50",
+        "--cmdline",
+        "lkl_test_leak=1",
+    ]);
+    let stdout = text(&out.stdout);
+    let stderr = text(&out.stderr);
+    assert!(!out.status.success(), "{stdout}\n{stderr}");
+    assert!(
+        stderr.contains("memory leak(s) confirmed by a scan"),
+        "{stdout}\n{stderr}"
+    );
+}

@@ -1,9 +1,9 @@
 // SPDX-License-Identifier: GPL-2.0
 /*
  * Failure injection for testing the harness itself: kernel command line
- * options that make the kernel WARN, panic (early or late) or hang while
- * booting, so the harness can show that it turns each into a failed test
- * with the log.
+ * options that make the kernel WARN, panic (early or late), hang or leak
+ * memory while booting, so the harness can show that it turns each into a
+ * failed test with the log.
  */
 #define pr_fmt(fmt) "lkl: " fmt
 
@@ -13,13 +13,33 @@
 #include <linux/moduleparam.h>
 #include <linux/delay.h>
 #include <linux/panic.h>
+#include <linux/slab.h>
 
 static bool test_warn;
 static bool test_panic;
 static bool test_hang;
+static bool test_leak;
 core_param(lkl_test_warn, test_warn, bool, 0444);
 core_param(lkl_test_panic, test_panic, bool, 0444);
 core_param(lkl_test_hang, test_hang, bool, 0444);
+core_param(lkl_test_leak, test_leak, bool, 0444);
+
+/* The size of the object lkl_test_leak leaks, to find it in the report. */
+#define LKL_TEST_LEAK_SIZE	333
+
+/*
+ * Allocates an object and forgets it, for kmemleak to report: noinline,
+ * so that the only pointer to it dies with this frame.
+ */
+static noinline void lkl_test_leak_object(void)
+{
+	char *lost = kmalloc(LKL_TEST_LEAK_SIZE, GFP_KERNEL);
+
+	if (lost) {
+		memset(lost, 0x5a, LKL_TEST_LEAK_SIZE);
+		barrier_data(lost);
+	}
+}
 
 static int __init lkl_failure_injection(void)
 {
@@ -28,6 +48,8 @@ static int __init lkl_failure_injection(void)
 		panic("lkl_test_panic was given on the command line");
 	while (test_hang)
 		msleep(1000);
+	if (test_leak)
+		lkl_test_leak_object();
 	return 0;
 }
 late_initcall_sync(lkl_failure_injection);
