@@ -639,11 +639,6 @@ impl Kernel {
         self.api.image
     }
 
-    /// Whether this is the kernel linked into the executable.
-    pub(crate) fn is_linked(&self) -> bool {
-        self.api.library.is_none()
-    }
-
     /// `lkl_cpus_state` of this kernel, for the watchdogs.
     pub(crate) fn cpus_state_fn(&self) -> crate::ffi::StateFn {
         self.api.cpus_state
