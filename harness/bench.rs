@@ -464,19 +464,37 @@ fn boot_cpus(kernel: &KernelArgs, cpus: u32) -> Result<Kernel> {
 /// getpid() calls per second from `threads` threads at once, each making
 /// `calls` calls (after a warm-up that gives each its task).
 fn getpid_rate(kernel: &Kernel, threads: usize, calls: u64) -> f64 {
+    call_rate(threads, calls, || {
+        let _ = std::hint::black_box(kernel.getpid());
+    })
+}
+
+/// The host kernel's getpid() per second from `threads` threads at once:
+/// what this machine's cores give two threads making system calls, the
+/// ceiling for the library kernel's scaling.
+fn native_getpid_rate(threads: usize, calls: u64) -> f64 {
+    call_rate(threads, calls, || {
+        // SAFETY: getpid takes no argument and cannot fail.
+        std::hint::black_box(unsafe { libc::syscall(libc::SYS_getpid) });
+    })
+}
+
+/// Calls per second of `call` from `threads` threads at once, each making
+/// `calls` calls after 1,000 to warm up.
+fn call_rate(threads: usize, calls: u64, call: impl Fn() + Sync) -> f64 {
     let ready = std::sync::Barrier::new(threads);
     let spans: Vec<(Instant, Instant)> = std::thread::scope(|s| {
         let handles: Vec<_> = (0..threads)
             .map(|_| {
-                let ready = &ready;
+                let (ready, call) = (&ready, &call);
                 s.spawn(move || {
                     for _ in 0..1000 {
-                        let _ = kernel.getpid();
+                        call();
                     }
                     ready.wait();
                     let first = Instant::now();
                     for _ in 0..calls {
-                        let _ = std::hint::black_box(kernel.getpid());
+                        call();
                     }
                     (first, Instant::now())
                 })
@@ -484,7 +502,7 @@ fn getpid_rate(kernel: &Kernel, threads: usize, calls: u64) -> f64 {
             .collect();
         handles
             .into_iter()
-            .map(|h| h.join().expect("a getpid thread"))
+            .map(|h| h.join().expect("a calling thread"))
             .collect()
     });
     // The workers' own clocks, as in stress::run_calls: this thread may
@@ -571,13 +589,18 @@ fn smp_figures(args: &BenchArgs, kernel: &KernelArgs, report: &mut Report) -> Re
     );
 
     // getpid() throughput from 1 and 2 threads at 2 CPUs.
+    // The host kernel's getpid() from 1 and 2 threads in the same rounds:
+    // the scaling this machine's two cores allow at all.
     let k2 = boot_cpus(kernel, 2)?;
-    let mut rates = [Vec::new(), Vec::new()];
+    let mut rates = [Vec::new(), Vec::new(), Vec::new(), Vec::new()];
     for _ in 0..5 {
         rates[0].push(getpid_rate(&k2, 1, calls / 5));
         rates[1].push(getpid_rate(&k2, 2, calls / 10));
+        rates[2].push(native_getpid_rate(1, calls / 20));
+        rates[3].push(native_getpid_rate(2, calls / 40));
     }
     let (t1, t2) = (quantile(&rates[0], 0.5), quantile(&rates[1], 0.5));
+    let (n1, n2) = (quantile(&rates[2], 0.5), quantile(&rates[3], 0.5));
     let command = format!("{calls} getpid() calls per round, 5 alternating rounds, cpus = 2");
     report.add(
         "getpid() throughput, 1 thread, cpus = 2",
@@ -596,6 +619,15 @@ fn smp_figures(args: &BenchArgs, kernel: &KernelArgs, report: &mut Report) -> Re
         format!("{:.2}", t2 / t1),
         "×",
         command,
+    );
+    report.add(
+        "host getpid() throughput, 2 threads / 1 thread",
+        format!("{:.2}", n2 / n1),
+        "×",
+        format!(
+            "{} libc::syscall(SYS_getpid) per round, in the same rounds",
+            calls / 20
+        ),
     );
 
     // hello() from 64 threads at 1 and 2 CPUs.
