@@ -267,8 +267,26 @@ pub struct Kernel {
     /// The first lines of the leak reports written to the log so far
     /// ([`Kernel::scan_for_leaks`]).
     pub(crate) leaks_logged: parking_lot::Mutex<std::collections::BTreeSet<String>>,
-    /// Dropped with the kernel: stops the hang monitor.
-    _monitor: Option<crossbeam_channel::Sender<()>>,
+    /// Stopped and joined when the kernel is dropped.
+    monitor: Option<Monitor>,
+}
+
+/// The hang monitor's thread. It calls into the kernel's library (its
+/// CPUs' state, for a report), so it is stopped and joined before the
+/// library is unloaded.
+struct Monitor {
+    stop: Option<crossbeam_channel::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Drop for Monitor {
+    fn drop(&mut self) {
+        // Disconnecting wakes the monitor at once.
+        drop(self.stop.take());
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
 }
 
 /// System calls that entered and that returned, for the hang monitor:
@@ -330,7 +348,7 @@ impl Progress {
 /// returned for `timeout`, the kernel is hung and the process exits.
 fn monitor_hangs(
     host: Arc<Host>,
-    state: crate::ffi::StateFn,
+    state: crate::ffi::CpusState,
     progress: Arc<Progress>,
     timeout: Duration,
     stop: crossbeam_channel::Receiver<()>,
@@ -344,7 +362,7 @@ fn monitor_hangs(
             last_returned = returned;
             stalled_since = Instant::now();
         } else if stalled_since.elapsed() >= timeout && !host.has_panicked() {
-            crate::check::report_hang_and_exit(&host, state, timeout);
+            crate::check::report_hang_and_exit(&host, &state, timeout);
         }
     }
 }
@@ -438,14 +456,17 @@ impl Kernel {
                 let monitor = options.hang_timeout.map(|timeout| {
                     let (stop_tx, stop_rx) = crossbeam_channel::bounded(0);
                     let (host, progress) = (host.clone(), progress.clone());
-                    let state = api.cpus_state;
+                    let state = crate::ffi::CpusState::new(api.cpus_state, api.library.clone());
                     std::thread::Builder::new()
                         .name("lkl-hang-monitor".into())
                         .spawn(move || monitor_hangs(host, state, progress, timeout, stop_rx))
-                        .map(|_| stop_tx)
+                        .map(|thread| Monitor {
+                            stop: Some(stop_tx),
+                            thread: Some(thread),
+                        })
                 });
                 let monitor = match monitor {
-                    Some(Ok(stop)) => Some(stop),
+                    Some(Ok(monitor)) => Some(monitor),
                     Some(Err(e)) => {
                         // The kernel runs: its threads run its code, so
                         // it is never unloaded.
@@ -465,7 +486,7 @@ impl Kernel {
                     boot_time,
                     progress,
                     leaks_logged: parking_lot::Mutex::default(),
-                    _monitor: monitor,
+                    monitor,
                 })
             }
             Some(ret) => Err(Error::Start {
@@ -645,8 +666,8 @@ impl Kernel {
     }
 
     /// `lkl_cpus_state` of this kernel, for the watchdogs.
-    pub(crate) fn cpus_state_fn(&self) -> crate::ffi::StateFn {
-        self.api.cpus_state
+    pub(crate) fn cpus_state(&self) -> crate::ffi::CpusState {
+        crate::ffi::CpusState::new(self.api.cpus_state, self.api.library.clone())
     }
 
     fn halt_inner(&self) -> Result<(), Error> {
@@ -681,7 +702,9 @@ impl Kernel {
 
 impl Drop for Kernel {
     fn drop(&mut self) {
-        if self.halt_inner().is_err() {
+        let halted = self.halt_inner().is_ok();
+        drop(self.monitor.take());
+        if !halted {
             // Its threads may still run its code: never unload it.
             std::mem::forget(self.api.library.take());
         }

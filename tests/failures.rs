@@ -259,6 +259,33 @@ fn a_hung_kernel_is_reported_without_arming_anything() {
 }
 
 #[test]
+fn a_watchdog_that_outlives_its_kernel_still_reports() {
+    const NAME: &str = "a_watchdog_that_outlives_its_kernel_still_reports";
+    if std::env::var(HANG_CHILD).as_deref() == Ok("outlived") {
+        let kernel = boot();
+        let _watchdog = kernel.watchdog(Duration::from_secs(1));
+        finish(kernel);
+        // What hangs now is host code; the watchdog reads the halted
+        // kernel's CPUs from its library, which it keeps loaded.
+        std::thread::sleep(Duration::from_secs(60));
+        panic!("the watchdog did not fire");
+    }
+    let (status, stderr) = run_hanging_child(NAME, "outlived");
+    assert_eq!(
+        status.code(),
+        Some(WATCHDOG_EXIT_STATUS),
+        "the child exits with the watchdog's status; stderr:\n{stderr}"
+    );
+    assert!(
+        stderr.contains("lkl-harness watchdog: the kernel did not answer within 1s"),
+        "the message: {stderr}"
+    );
+    // A halted kernel has no CPU left to describe; its log is still there.
+    assert!(stderr.contains("CPUs:\nKernel log:\n"), "{stderr}");
+    assert!(stderr.contains("Linux version 6.12"), "the log: {stderr}");
+}
+
+#[test]
 fn a_disarmed_watchdog_does_not_fire() {
     let kernel = boot();
     let watchdog = kernel.watchdog(Duration::from_millis(50));
