@@ -705,8 +705,10 @@ impl Drop for Kernel {
         let halted = self.halt_inner().is_ok();
         drop(self.monitor.take());
         if !halted {
-            // Its threads may still run its code: never unload it.
+            // Its threads may still run its code and call its host: never
+            // unload the one or free the other.
             std::mem::forget(self.api.library.take());
+            std::mem::forget(self.host.clone());
         }
     }
 }
