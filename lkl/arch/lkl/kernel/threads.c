@@ -164,10 +164,16 @@ struct task_struct *__switch_to(struct task_struct *prev,
 		/*
 		 * A thread entering a host task may be running an interrupt
 		 * on another CPU, perhaps spinning on this CPU's runqueue
-		 * lock: it only gets the CPU once the switch is over.
+		 * lock: it only gets the CPU once the switch is over.  This
+		 * thread has taken its wait over and must hand the CPU on:
+		 * the interrupts that finishing enables are that thread's to
+		 * run, a STOP among them, which would keep the CPU here.
 		 */
-		if (wait == LKL_WAIT_ENTER)
+		if (wait == LKL_WAIT_ENTER) {
+			c->handing_over = true;
 			lkl_finish_switch_for(prev, next, false);
+			c->handing_over = false;
+		}
 		__atomic_store_n(&c->owner, nt->tid, __ATOMIC_SEQ_CST);
 		lkl_cpu_switched(c);
 		/* From here on @next runs on this CPU: touch no kernel state. */
