@@ -304,6 +304,16 @@ int lkl_task_enter(struct task_struct *task)
 		 */
 		__atomic_store_n(&task->thread.waiting, LKL_WAIT_ENTER,
 				 __ATOMIC_SEQ_CST);
+		/*
+		 * A halt that began since the check above may have looked for
+		 * waiting threads already (lkl_threads_stop() comes after
+		 * lkl_shutdown()): leave unless it took the wait, in which case
+		 * its wake-up is on the way.
+		 */
+		if (lkl_shutting_down() &&
+		    __atomic_exchange_n(&task->thread.waiting, LKL_WAIT_NONE,
+					__ATOMIC_SEQ_CST))
+			return -ESHUTDOWN;
 		if (READ_ONCE(lkl_cpus[READ_ONCE(ti->cpu)].curr) == task &&
 		    __atomic_exchange_n(&task->thread.waiting, 0,
 					__ATOMIC_SEQ_CST))
