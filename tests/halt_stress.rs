@@ -249,7 +249,9 @@ fn hundreds_of_halts_amid_calls_sleeps_and_exits_leave_no_thread_behind() {
         }
         // Every thread of the kernel was joined: the calling threads
         // above, its kernel threads, timers and hang monitor by the halt
-        // and the drop.
+        // and the drop. The host library knows its own threads exactly.
+        let kernel_threads = lkl_sim::thread::live_count();
+        assert_eq!(kernel_threads, 0, "kernel threads after cycle {cycle}");
         assert_eq!(threads_settled(&before), before, "after cycle {cycle}");
     }
 }
