@@ -261,7 +261,10 @@ pub struct Kernel {
     /// The kernel's code, for symbolizing reports; loaded when needed.
     image: parking_lot::Mutex<Option<Option<crate::symbolize::Image>>>,
     api: Api,
+    /// A halt was attempted: no call may be made any more.
     halted: AtomicBool,
+    /// The halt succeeded: no thread runs the kernel's code any more.
+    stopped: AtomicBool,
     boot_time: Duration,
     progress: Arc<Progress>,
     /// The first lines of the leak reports written to the log so far
@@ -483,6 +486,7 @@ impl Kernel {
                     image: parking_lot::Mutex::new(None),
                     api,
                     halted: AtomicBool::new(false),
+                    stopped: AtomicBool::new(false),
                     boot_time,
                     progress,
                     leaks_logged: parking_lot::Mutex::default(),
@@ -696,15 +700,17 @@ impl Kernel {
                 log: self.dmesg(),
             });
         }
+        self.stopped.store(true, Ordering::SeqCst);
         Ok(())
     }
 }
 
 impl Drop for Kernel {
     fn drop(&mut self) {
-        let halted = self.halt_inner().is_ok();
+        let _ = self.halt_inner();
         drop(self.monitor.take());
-        if !halted {
+        // Not just this halt's outcome: an earlier one may have failed.
+        if !self.stopped.load(Ordering::SeqCst) {
             // Its threads may still run its code and call its host: never
             // unload the one or free the other.
             std::mem::forget(self.api.library.take());

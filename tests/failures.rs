@@ -172,6 +172,17 @@ fn a_kernel_dropped_after_a_panic_keeps_its_host() {
 }
 
 #[test]
+fn a_kernel_halted_after_a_panic_keeps_its_host() {
+    let (kernel, host, _) = panic_in_a_system_call();
+    let halted = kernel.halt();
+    assert!(matches!(halted, Err(Error::Panic { .. })), "{halted:?}");
+    assert!(
+        host.upgrade().is_some(),
+        "the panicked kernel's host was freed"
+    );
+}
+
+#[test]
 fn a_hung_boot_is_error_boot_timeout_with_the_log() {
     let timeout = Duration::from_secs(2);
     let options = BootOptions {
