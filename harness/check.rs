@@ -31,7 +31,7 @@ use lkl_sim::{Host, Record};
 use regex::Regex;
 
 use crate::errno::Errno;
-use crate::ffi::StateFn;
+use crate::ffi::CpusState;
 use crate::kernel::{Error, Kernel};
 use crate::symbolize::Image;
 use crate::sys;
@@ -555,7 +555,9 @@ impl Kernel {
     pub fn watchdog(&self, timeout: Duration) -> Watchdog {
         let (disarm, armed) = crossbeam_channel::bounded::<()>(0);
         let host = self.host().clone();
-        let state = self.cpus_state_fn();
+        // Keeps the kernel's library loaded while the watchdog can call
+        // into it, even if it outlives the kernel.
+        let state = self.cpus_state();
         let thread = std::thread::Builder::new()
             .name("lkl-watchdog".into())
             .spawn(move || watch(host, state, armed, timeout))
@@ -567,29 +569,18 @@ impl Kernel {
     }
 }
 
-fn watch(host: Arc<Host>, state: StateFn, armed: Receiver<()>, timeout: Duration) {
+fn watch(host: Arc<Host>, state: CpusState, armed: Receiver<()>, timeout: Duration) {
     match armed.recv_timeout(timeout) {
         Err(RecvTimeoutError::Timeout) => {}
         // Disarmed (the guard was dropped).
         Ok(()) | Err(RecvTimeoutError::Disconnected) => return,
     }
-    report_hang_and_exit(&host, state, timeout);
-}
-
-/// The kernel's own account of its CPUs (`lkl_cpus_state`): taken
-/// without any lock, so it works while the kernel is deadlocked.
-pub(crate) fn cpus_state(state: StateFn) -> String {
-    let mut buf = vec![0u8; 8192];
-    // SAFETY: `buf` is writable for its whole length, which is passed;
-    // lkl_cpus_state writes at most that (NUL included) and takes nothing.
-    let len = unsafe { state(buf.as_mut_ptr().cast(), buf.len() as std::ffi::c_ulong) };
-    buf.truncate(usize::try_from(len).unwrap_or(0).min(buf.len() - 1));
-    String::from_utf8_lossy(&buf).into_owned()
+    report_hang_and_exit(&host, &state, timeout);
 }
 
 /// Writes why the process gives up on a hung kernel, and its log, to
 /// stderr and exits with [`WATCHDOG_EXIT_STATUS`].
-pub(crate) fn report_hang_and_exit(host: &Host, state: StateFn, timeout: Duration) -> ! {
+pub(crate) fn report_hang_and_exit(host: &Host, state: &CpusState, timeout: Duration) -> ! {
     let report = format!(
         "\nlkl-harness watchdog: the kernel did not answer within {timeout:?}: a system \
          call is blocked (a deadlock, or a sleep that nothing wakes). A thread blocked \
@@ -598,7 +589,7 @@ pub(crate) fn report_hang_and_exit(host: &Host, state: StateFn, timeout: Duratio
          was doing, and at its CPUs: a CPU held by a thread that waits elsewhere, or \
          held while every thread waits for it, is the usual deadlock. \
          (BootOptions::hang_timeout sets the limit.)\nCPUs:\n{}Kernel log:\n{}",
-        cpus_state(state),
+        state.describe(),
         host.console().dmesg()
     );
     // Straight to the process's stderr: the test harness's output capture

@@ -4,6 +4,7 @@
 use std::ffi::{c_char, c_int, c_long};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 
 use libloading::Library;
 use lkl_sim::HostOps;
@@ -32,25 +33,61 @@ pub struct Api {
     pub flush_console: HaltFn,
     pub halt: HaltFn,
     pub cpus_state: StateFn,
-    /// `None` for the statically linked kernel.
-    pub library: Option<Library>,
+    /// `None` for the statically linked kernel. Whatever may call an
+    /// entry point holds a clone; the last one unloads the library.
+    pub library: Option<Arc<Loaded>>,
     /// Where the private library is mapped (start, end); (0, 0) if linked.
     pub image: (usize, usize),
     /// The file the kernel's code is in (the private copy, or this
     /// executable), and its load bias: for symbolizing addresses.
     pub object: (PathBuf, usize),
-    /// The private copy's file, kept while it is loaded so that call
-    /// traces can name kernel functions; removed on drop.
-    pub copy: Option<PathBuf>,
 }
 
-impl Drop for Api {
+/// `lkl_cpus_state` of one kernel, callable for as long as this exists:
+/// it keeps a private kernel's library loaded.
+#[derive(Clone)]
+pub struct CpusState {
+    state: StateFn,
+    _library: Option<Arc<Loaded>>,
+}
+
+impl CpusState {
+    /// `state`, from the library `library` holds (`None`: linked).
+    pub fn new(state: StateFn, library: Option<Arc<Loaded>>) -> CpusState {
+        CpusState {
+            state,
+            _library: library,
+        }
+    }
+
+    /// The kernel's own account of its CPUs: taken without any lock, so
+    /// it works while the kernel is deadlocked, and after it halted (it
+    /// then has no CPU to describe).
+    pub fn describe(&self) -> String {
+        let mut buf = vec![0u8; 8192];
+        // SAFETY: the library that holds `state` stays loaded while `self`
+        // exists; `buf` is writable for its whole length, which is passed;
+        // lkl_cpus_state writes at most that (NUL included) and takes
+        // nothing.
+        let len = unsafe { (self.state)(buf.as_mut_ptr().cast(), buf.len() as std::ffi::c_ulong) };
+        buf.truncate(usize::try_from(len).unwrap_or(0).min(buf.len() - 1));
+        String::from_utf8_lossy(&buf).into_owned()
+    }
+}
+
+/// A private copy of the kernel library, loaded: unloaded, and its file
+/// removed, when dropped. The file is kept while the copy is loaded so
+/// that call traces can name kernel functions.
+pub struct Loaded {
+    library: Option<Library>,
+    copy: PathBuf,
+}
+
+impl Drop for Loaded {
     fn drop(&mut self) {
         // Unload first, then remove the file.
         drop(self.library.take());
-        if let Some(copy) = self.copy.take() {
-            let _ = std::fs::remove_file(copy);
-        }
+        let _ = std::fs::remove_file(&self.copy);
     }
 }
 
@@ -83,7 +120,6 @@ impl Api {
                 std::env::current_exe().unwrap_or_default(),
                 load_bias(lkl_start_kernel as *const libc::c_void).unwrap_or(0),
             ),
-            copy: None,
         }
     }
 
@@ -141,10 +177,12 @@ impl Api {
                 flush_console,
                 halt,
                 cpus_state,
-                library: Some(library),
                 image: mapping_of(start as *const libc::c_void)?,
                 object: (copy.clone(), bias),
-                copy: Some(copy),
+                library: Some(Arc::new(Loaded {
+                    library: Some(library),
+                    copy,
+                })),
             }
         };
         Ok(api)

@@ -261,14 +261,35 @@ pub struct Kernel {
     /// The kernel's code, for symbolizing reports; loaded when needed.
     image: parking_lot::Mutex<Option<Option<crate::symbolize::Image>>>,
     api: Api,
+    /// A halt was attempted: no call may be made any more.
     halted: AtomicBool,
+    /// The halt succeeded: no thread runs the kernel's code any more.
+    stopped: AtomicBool,
     boot_time: Duration,
     progress: Arc<Progress>,
     /// The first lines of the leak reports written to the log so far
     /// ([`Kernel::scan_for_leaks`]).
     pub(crate) leaks_logged: parking_lot::Mutex<std::collections::BTreeSet<String>>,
-    /// Dropped with the kernel: stops the hang monitor.
-    _monitor: Option<crossbeam_channel::Sender<()>>,
+    /// Stopped and joined when the kernel is dropped.
+    monitor: Option<Monitor>,
+}
+
+/// The hang monitor's thread. It calls into the kernel's library (its
+/// CPUs' state, for a report), so it is stopped and joined before the
+/// library is unloaded.
+struct Monitor {
+    stop: Option<crossbeam_channel::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Drop for Monitor {
+    fn drop(&mut self) {
+        // Disconnecting wakes the monitor at once.
+        drop(self.stop.take());
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
 }
 
 /// System calls that entered and that returned, for the hang monitor:
@@ -330,7 +351,7 @@ impl Progress {
 /// returned for `timeout`, the kernel is hung and the process exits.
 fn monitor_hangs(
     host: Arc<Host>,
-    state: crate::ffi::StateFn,
+    state: crate::ffi::CpusState,
     progress: Arc<Progress>,
     timeout: Duration,
     stop: crossbeam_channel::Receiver<()>,
@@ -344,7 +365,7 @@ fn monitor_hangs(
             last_returned = returned;
             stalled_since = Instant::now();
         } else if stalled_since.elapsed() >= timeout && !host.has_panicked() {
-            crate::check::report_hang_and_exit(&host, state, timeout);
+            crate::check::report_hang_and_exit(&host, &state, timeout);
         }
     }
 }
@@ -438,14 +459,17 @@ impl Kernel {
                 let monitor = options.hang_timeout.map(|timeout| {
                     let (stop_tx, stop_rx) = crossbeam_channel::bounded(0);
                     let (host, progress) = (host.clone(), progress.clone());
-                    let state = api.cpus_state;
+                    let state = crate::ffi::CpusState::new(api.cpus_state, api.library.clone());
                     std::thread::Builder::new()
                         .name("lkl-hang-monitor".into())
                         .spawn(move || monitor_hangs(host, state, progress, timeout, stop_rx))
-                        .map(|_| stop_tx)
+                        .map(|thread| Monitor {
+                            stop: Some(stop_tx),
+                            thread: Some(thread),
+                        })
                 });
                 let monitor = match monitor {
-                    Some(Ok(stop)) => Some(stop),
+                    Some(Ok(monitor)) => Some(monitor),
                     Some(Err(e)) => {
                         // The kernel runs: its threads run its code, so
                         // it is never unloaded.
@@ -462,10 +486,11 @@ impl Kernel {
                     image: parking_lot::Mutex::new(None),
                     api,
                     halted: AtomicBool::new(false),
+                    stopped: AtomicBool::new(false),
                     boot_time,
                     progress,
                     leaks_logged: parking_lot::Mutex::default(),
-                    _monitor: monitor,
+                    monitor,
                 })
             }
             Some(ret) => Err(Error::Start {
@@ -640,8 +665,8 @@ impl Kernel {
     }
 
     /// `lkl_cpus_state` of this kernel, for the watchdogs.
-    pub(crate) fn cpus_state_fn(&self) -> crate::ffi::StateFn {
-        self.api.cpus_state
+    pub(crate) fn cpus_state(&self) -> crate::ffi::CpusState {
+        crate::ffi::CpusState::new(self.api.cpus_state, self.api.library.clone())
     }
 
     fn halt_inner(&self) -> Result<(), Error> {
@@ -670,15 +695,21 @@ impl Kernel {
                 log: self.dmesg(),
             });
         }
+        self.stopped.store(true, Ordering::SeqCst);
         Ok(())
     }
 }
 
 impl Drop for Kernel {
     fn drop(&mut self) {
-        if self.halt_inner().is_err() {
-            // Its threads may still run its code: never unload it.
+        let _ = self.halt_inner();
+        drop(self.monitor.take());
+        // Not just this halt's outcome: an earlier one may have failed.
+        if !self.stopped.load(Ordering::SeqCst) {
+            // Its threads may still run its code and call its host: never
+            // unload the one or free the other.
             std::mem::forget(self.api.library.take());
+            std::mem::forget(self.host.clone());
         }
     }
 }

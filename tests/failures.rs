@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use common::{boot, boot_with, finish};
 use lkl_harness::check::WATCHDOG_EXIT_STATUS;
-use lkl_harness::{BootOptions, Error, Kernel};
+use lkl_harness::{sys, BootOptions, Error, Kernel};
 
 fn boot_options(cmdline: &str) -> BootOptions {
     BootOptions {
@@ -121,6 +121,65 @@ fn an_early_panic_still_reaches_the_error_with_its_log() {
         "lkl_test_early_panic was given on the command line",
     );
     assert!(!log.contains("Memory:"), "the panic came before mm: {log}");
+}
+
+/// Boots a kernel that panics when it is powered off, and powers it off
+/// with `reboot(2)`: returns the kernel, the host and the message of the
+/// test's panic that the kernel's panic caused.
+fn panic_in_a_system_call() -> (Kernel, std::sync::Weak<lkl_sim::Host>, String) {
+    let kernel = boot_with(boot_options("lkl_test_power_off_panic=1"));
+    let host = std::sync::Arc::downgrade(kernel.host());
+    let args = [
+        i64::from(sys::LINUX_REBOOT_MAGIC1),
+        i64::from(sys::LINUX_REBOOT_MAGIC2),
+        i64::from(sys::LINUX_REBOOT_CMD_POWER_OFF),
+        0,
+    ];
+    // SAFETY: reboot reads no pointer for LINUX_REBOOT_CMD_POWER_OFF.
+    let call = || unsafe { kernel.syscall(sys::__NR_reboot, &args) };
+    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(call));
+    let payload = outcome.expect_err("the system call panics the test");
+    let message = match payload.downcast::<String>() {
+        Ok(message) => *message,
+        Err(_) => panic!("a formatted panic message"),
+    };
+    (kernel, host, message)
+}
+
+#[test]
+fn a_panic_during_a_system_call_panics_the_test_with_the_message_and_log() {
+    let (_kernel, _, message) = panic_in_a_system_call();
+    let nr = sys::__NR_reboot;
+    assert!(
+        message.starts_with(&format!(
+            "the kernel panicked during system call {nr}: \
+             lkl_test_power_off_panic was given on the command line\nKernel log:\n"
+        )),
+        "{message}"
+    );
+    assert!(message.contains("Linux version 6.12"), "{message}");
+}
+
+#[test]
+fn a_kernel_dropped_after_a_panic_keeps_its_host() {
+    let (kernel, host, _) = panic_in_a_system_call();
+    drop(kernel);
+    // Its threads live on, and may still call their host.
+    assert!(
+        host.upgrade().is_some(),
+        "the panicked kernel's host was freed"
+    );
+}
+
+#[test]
+fn a_kernel_halted_after_a_panic_keeps_its_host() {
+    let (kernel, host, _) = panic_in_a_system_call();
+    let halted = kernel.halt();
+    assert!(matches!(halted, Err(Error::Panic { .. })), "{halted:?}");
+    assert!(
+        host.upgrade().is_some(),
+        "the panicked kernel's host was freed"
+    );
 }
 
 #[test]
@@ -256,6 +315,33 @@ fn a_hung_kernel_is_reported_without_arming_anything() {
     }
     let (status, stderr) = run_hanging_child(NAME, "monitor");
     assert_hang_reported(status, &stderr);
+}
+
+#[test]
+fn a_watchdog_that_outlives_its_kernel_still_reports() {
+    const NAME: &str = "a_watchdog_that_outlives_its_kernel_still_reports";
+    if std::env::var(HANG_CHILD).as_deref() == Ok("outlived") {
+        let kernel = boot();
+        let _watchdog = kernel.watchdog(Duration::from_secs(1));
+        finish(kernel);
+        // What hangs now is host code; the watchdog reads the halted
+        // kernel's CPUs from its library, which it keeps loaded.
+        std::thread::sleep(Duration::from_secs(60));
+        panic!("the watchdog did not fire");
+    }
+    let (status, stderr) = run_hanging_child(NAME, "outlived");
+    assert_eq!(
+        status.code(),
+        Some(WATCHDOG_EXIT_STATUS),
+        "the child exits with the watchdog's status; stderr:\n{stderr}"
+    );
+    assert!(
+        stderr.contains("lkl-harness watchdog: the kernel did not answer within 1s"),
+        "the message: {stderr}"
+    );
+    // A halted kernel has no CPU left to describe; its log is still there.
+    assert!(stderr.contains("CPUs:\nKernel log:\n"), "{stderr}");
+    assert!(stderr.contains("Linux version 6.12"), "the log: {stderr}");
 }
 
 #[test]

@@ -264,3 +264,82 @@ fn panic_from_thread_exit_is_recorded() {
         .iter()
         .any(|r| r.text.contains("panic during thread exit")));
 }
+
+/// Freeing a key waits for its destructor running on another thread, and
+/// no destructor of the key starts afterwards: the kernel's destructor is
+/// code of a library that is unloaded once the kernel has freed its key.
+#[test]
+fn freeing_a_key_waits_for_its_running_destructor() {
+    static STARTED: AtomicUsize = AtomicUsize::new(0);
+    static RELEASED: AtomicUsize = AtomicUsize::new(0);
+    static FINISHED: AtomicUsize = AtomicUsize::new(0);
+    static FREEING: AtomicUsize = AtomicUsize::new(0);
+    static LATE_RUNS: AtomicUsize = AtomicUsize::new(0);
+    /// The value of a thread that exits only after the key is freed.
+    const LATE: usize = 2;
+
+    unsafe extern "C" fn slow_dtor(value: *mut c_void) {
+        if value.addr() == LATE {
+            LATE_RUNS.fetch_add(1, Ordering::SeqCst);
+            return;
+        }
+        STARTED.store(1, Ordering::SeqCst);
+        while RELEASED.load(Ordering::SeqCst) == 0 {
+            std::thread::yield_now();
+        }
+        FINISHED.store(1, Ordering::SeqCst);
+    }
+
+    let ops = world().ops;
+    // SAFETY: the destructor accepts any value.
+    let key = unsafe { ops.tls_alloc.unwrap()(Some(slow_dtor)) } as usize;
+    let set = move |value: usize| {
+        // SAFETY: the key is live until tls_free below, which comes after
+        // every set.
+        let rc = unsafe {
+            ops.tls_set.unwrap()(
+                key as *mut LklTlsKey,
+                std::ptr::without_provenance_mut(value),
+            )
+        };
+        assert_eq!(rc, 0);
+    };
+    let (late_set_tx, late_set_rx) = crossbeam_channel::bounded(0);
+    let (late_exit_tx, late_exit_rx) = crossbeam_channel::bounded::<()>(0);
+    let late = std::thread::spawn(move || {
+        set(LATE);
+        late_set_tx.send(()).unwrap();
+        let _ = late_exit_rx.recv();
+    });
+    late_set_rx.recv().unwrap();
+    let exiting = std::thread::spawn(move || set(1));
+    while STARTED.load(Ordering::SeqCst) == 0 {
+        std::thread::yield_now();
+    }
+    let freeing = std::thread::spawn(move || {
+        FREEING.store(1, Ordering::SeqCst);
+        // SAFETY: the key was allocated above and is not used afterwards.
+        unsafe { ops.tls_free.unwrap()(key as *mut LklTlsKey) };
+        FINISHED.load(Ordering::SeqCst)
+    });
+    while FREEING.load(Ordering::SeqCst) == 0 {
+        std::thread::yield_now();
+    }
+    // Time for the free to reach the running destructor. Were it not to
+    // wait for it, it would return before the release below.
+    std::thread::sleep(Duration::from_millis(100));
+    RELEASED.store(1, Ordering::SeqCst);
+    assert_eq!(
+        freeing.join().unwrap(),
+        1,
+        "tls_free returned while the key's destructor ran"
+    );
+    exiting.join().unwrap();
+    drop(late_exit_tx);
+    late.join().unwrap();
+    assert_eq!(
+        LATE_RUNS.load(Ordering::SeqCst),
+        0,
+        "a destructor ran after its key was freed"
+    );
+}

@@ -426,19 +426,22 @@ void arch_cpu_idle(void)
  * lkl_cpu_relax() - one iteration of a busy-wait
  *
  * Lets pending interrupts in (a STOP even with interrupts disabled, as an
- * NMI would), and now and then yields the host CPU: the thread being
- * waited for may not be running on the host.
+ * NMI would), unless the CPU is being handed over (see __switch_to()), and
+ * now and then yields the host CPU: the thread being waited for may not be
+ * running on the host.
  */
 void lkl_cpu_relax(void)
 {
 	struct lkl_cpu *c = lkl_this_cpu();
 
 	cpu_pause();
-	if (unlikely(READ_ONCE(c->ipis) & BIT(LKL_IPI_STOP)))
-		lkl_smp_stop_self();
 	if (unlikely(READ_ONCE(c->irqs) | READ_ONCE(c->ipis)) &&
-	    !irqs_disabled())
-		lkl_run_irqs(NULL, NULL);
+	    !c->handing_over) {
+		if (READ_ONCE(c->ipis) & BIT(LKL_IPI_STOP))
+			lkl_smp_stop_self();
+		if (!irqs_disabled())
+			lkl_run_irqs(NULL, NULL);
+	}
 	if (++lkl_relax_count % LKL_RELAX_YIELD == 0)
 		lkl_ops->thread_yield();
 }

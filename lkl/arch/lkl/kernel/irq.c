@@ -106,14 +106,15 @@ unsigned long arch_local_save_flags(void)
  * arch_local_irq_restore() - enable or disable interrupts on this CPU
  * @flags: ARCH_IRQ_ENABLED or ARCH_IRQ_DISABLED
  *
- * Enabling interrupts runs the ones that arrived meanwhile.
+ * Enabling interrupts runs the ones that arrived meanwhile, unless the
+ * CPU is being handed over (see __switch_to()): its next holder runs them.
  */
 void arch_local_irq_restore(unsigned long flags)
 {
 	struct lkl_cpu *c = lkl_this_cpu();
 
 	if (flags == ARCH_IRQ_ENABLED && lkl_irqs_pending(c) &&
-	    !in_interrupt()) {
+	    !in_interrupt() && !c->handing_over) {
 		lkl_run_irqs(NULL, NULL);
 		return;
 	}

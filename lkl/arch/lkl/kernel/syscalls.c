@@ -56,6 +56,8 @@ static __thread struct task_struct *lkl_host_task;
  * time may run as; taken before any CPU.
  */
 static struct lkl_mutex *host0_lock;
+/* Whether the calling thread holds host0_lock. */
+static __thread bool lkl_host0_held;
 
 static void lkl_put_host_task(void *data);
 
@@ -94,6 +96,7 @@ static struct task_struct *lkl_new_host_task(void)
 	int ret;
 
 	lkl_ops->mutex_enter(host0_lock);
+	lkl_host0_held = true;
 	ret = lkl_task_enter(lkl_host0);
 	if (ret) {
 		task = ERR_PTR(ret);
@@ -119,6 +122,7 @@ static struct task_struct *lkl_new_host_task(void)
 out:
 	/* lkl_host0 belongs to no thread between two clones. */
 	lkl_host0->thread.tid = 0;
+	lkl_host0_held = false;
 	lkl_ops->mutex_leave(host0_lock);
 	return task;
 }
@@ -175,6 +179,14 @@ long lkl_host_call(long (*fn)(long nr, long *params, void *data), long nr,
 		lkl_exit_point = NULL;
 		if (!lkl_exit_ret)
 			lkl_host_task = NULL;
+		/*
+		 * Stopped while cloning its task: the next caller must get
+		 * past the lock to see that the kernel is gone.
+		 */
+		if (lkl_host0_held) {
+			lkl_host0_held = false;
+			lkl_ops->mutex_leave(host0_lock);
+		}
 		ret = lkl_exit_ret;
 		goto out;
 	}

@@ -164,10 +164,16 @@ struct task_struct *__switch_to(struct task_struct *prev,
 		/*
 		 * A thread entering a host task may be running an interrupt
 		 * on another CPU, perhaps spinning on this CPU's runqueue
-		 * lock: it only gets the CPU once the switch is over.
+		 * lock: it only gets the CPU once the switch is over.  This
+		 * thread has taken its wait over and must hand the CPU on:
+		 * the interrupts that finishing enables are that thread's to
+		 * run, a STOP among them, which would keep the CPU here.
 		 */
-		if (wait == LKL_WAIT_ENTER)
+		if (wait == LKL_WAIT_ENTER) {
+			c->handing_over = true;
 			lkl_finish_switch_for(prev, next, false);
+			c->handing_over = false;
+		}
 		__atomic_store_n(&c->owner, nt->tid, __ATOMIC_SEQ_CST);
 		lkl_cpu_switched(c);
 		/* From here on @next runs on this CPU: touch no kernel state. */
@@ -298,6 +304,16 @@ int lkl_task_enter(struct task_struct *task)
 		 */
 		__atomic_store_n(&task->thread.waiting, LKL_WAIT_ENTER,
 				 __ATOMIC_SEQ_CST);
+		/*
+		 * A halt that began since the check above may have looked for
+		 * waiting threads already (lkl_threads_stop() comes after
+		 * lkl_shutdown()): leave unless it took the wait, in which case
+		 * its wake-up is on the way.
+		 */
+		if (lkl_shutting_down() &&
+		    __atomic_exchange_n(&task->thread.waiting, LKL_WAIT_NONE,
+					__ATOMIC_SEQ_CST))
+			return -ESHUTDOWN;
 		if (READ_ONCE(lkl_cpus[READ_ONCE(ti->cpu)].curr) == task &&
 		    __atomic_exchange_n(&task->thread.waiting, 0,
 					__ATOMIC_SEQ_CST))

@@ -37,6 +37,8 @@ struct lkl_cpu_waiters {
  * @irqs: interrupts raised for this CPU and not run yet, a bit per IRQ
  * @ipis: interprocessor interrupts not handled yet, a bit per &enum lkl_ipi
  * @irq_flags: ARCH_IRQ_ENABLED or ARCH_IRQ_DISABLED; owner only
+ * @handing_over: the owner finishes a switch for the host thread it hands
+ *	this CPU to next; interrupts enabled meanwhile wait for that thread
  * @user: @curr is a host task whose thread runs host code
  * @entries: system calls entered on this CPU (owner only)
  * @entries_at_tick: @entries at the last timer interrupt
@@ -61,6 +63,7 @@ struct lkl_cpu {
 	unsigned long irqs;
 	unsigned long ipis;
 	unsigned long irq_flags;
+	bool handing_over;
 	bool user;
 	unsigned long entries;
 	unsigned long entries_at_tick;
