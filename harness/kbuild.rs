@@ -564,7 +564,7 @@ impl Cache {
     /// release is [`PATCHED_RELEASE`] (see [`Cache::check_release`]); a
     /// developer's own tree is built as it is, with a warning if its
     /// release is another.
-    fn kernel_source(&self) -> Result<PathBuf> {
+    pub fn kernel_source(&self) -> Result<PathBuf> {
         if let Some(root) = &self.own_tree {
             if !root.join("Makefile").is_file() || !root.join("kernel").is_dir() {
                 return Err(format!(
