@@ -52,6 +52,12 @@ impl Paths {
     fn headers(&self) -> PathBuf {
         self.build.join("lkl-headers")
     }
+
+    /// This build's own copy of the installed headers, which bindgen, the
+    /// glue and the tests (`LKL_HEADERS`) read.
+    fn own_headers(&self) -> PathBuf {
+        self.out.join("lkl-headers/include")
+    }
 }
 
 fn run() -> Result<()> {
@@ -94,6 +100,7 @@ fn run() -> Result<()> {
         source,
     };
     install_headers(&cache, &paths)?;
+    copy_headers(&paths)?;
     generate_bindings(&paths)?;
     build_glue(&paths)?;
 
@@ -118,7 +125,7 @@ fn run() -> Result<()> {
     println!("cargo:rustc-env=LKL_STATIC_LIBRARY={}", archive.display());
     println!(
         "cargo:rustc-env=LKL_HEADERS={}",
-        paths.headers().join("include").display()
+        paths.own_headers().display()
     );
     println!(
         "cargo:rustc-env=LKL_BUILD_LOG={}",
@@ -180,6 +187,24 @@ fn install_headers(cache: &Cache, paths: &Paths) -> Result<()> {
     Ok(())
 }
 
+/// Copies the installed headers into `OUT_DIR`, as the libraries are: the
+/// cache's copy is reinstalled by the next build from any checkout (another
+/// series, say one with a system call more), while tests built from this
+/// one still read theirs.
+fn copy_headers(paths: &Paths) -> Result<()> {
+    let own = paths.out.join("lkl-headers");
+    let partial = paths.out.join("lkl-headers.partial");
+    let _ = fs::remove_dir_all(&partial);
+    run_cmd(
+        Command::new("cp")
+            .arg("-a")
+            .arg(paths.headers())
+            .arg(&partial),
+    )?;
+    let _ = fs::remove_dir_all(&own);
+    fs::rename(&partial, &own).map_err(|e| io_err("rename", &partial, e))
+}
+
 fn newest_mtime(dirs: &[PathBuf]) -> Option<std::time::SystemTime> {
     let mut newest = None;
     let mut stack: Vec<PathBuf> = dirs.to_vec();
@@ -206,7 +231,7 @@ fn newer(a: &Path, b: &Path) -> bool {
 
 /// Rust declarations from the installed kernel headers.
 fn generate_bindings(paths: &Paths) -> Result<()> {
-    let include = paths.headers().join("include");
+    let include = paths.own_headers();
     let wrapper = paths.out.join("lkl_wrapper.h");
     fs::write(
         &wrapper,
@@ -296,7 +321,7 @@ fn build_glue(paths: &Paths) -> Result<()> {
         // and its syscall() and output go to the glue.
         cc::Build::new()
             .file(&selftest)
-            .include(paths.headers().join("include"))
+            .include(paths.own_headers())
             .define("main", "lkl_hello_selftest_main")
             .define("syscall", "lkl_glue_syscall")
             .define("printf", "lkl_glue_printf")

@@ -170,6 +170,20 @@ enum Command {
     /// reports (WARN, BUG, KASAN, UBSAN, ...). A finding is minimised and
     /// saved as an input file and a ready-to-paste Rust test; exits 1.
     Fuzz(FuzzArgs),
+    /// A git work tree of the kernel source with lkl/patches/ as commits, to
+    /// develop a system call in; --export writes the commits back.
+    ///
+    /// Makes DIR a git work tree of the Linux 6.12 source this project
+    /// builds (Debian's linux-source-6.12, as the kernel cache unpacked it;
+    /// fetched if need be), tagged lkl-base, with every patch of
+    /// lkl/patches/ applied on top as a commit of its own (git am). Edit
+    /// and commit there, test it as it is with `LINUX_SRC=DIR cargo test`,
+    /// and write its commits back as lkl/patches/ with --export (git
+    /// format-patch lkl-base..HEAD; a patch whose text did not change keeps
+    /// its file untouched, so make rebuilds only what changed). README.md,
+    /// "Testing your own system call", has the whole recipe.
+    #[command(after_help = WORKTREE_EXAMPLES)]
+    Worktree(WorktreeArgs),
     #[command(name = "__fuzz-worker", hide = true)]
     FuzzWorker(FuzzWorkerArgs),
     #[command(name = "__fuzz-replay", hide = true)]
@@ -178,6 +192,35 @@ enum Command {
     /// Used by `bench` to time boots in fresh processes.
     #[command(name = "__boot-once", hide = true)]
     BootOnce,
+}
+
+const WORKTREE_EXAMPLES: &str = "\
+Examples:
+  cargo run -- worktree ~/linux-yourcall            make the work tree (about a minute)
+  cd ~/linux-yourcall; git add -A; git commit -s    ... edit, then commit
+  LINUX_SRC=~/linux-yourcall cargo test --test yourcall
+                                                    test the tree as it is
+  cargo run -- worktree ~/linux-yourcall --export   its commits become lkl/patches/*.patch
+  cargo test                                        the whole suite on the new series";
+
+/// The work tree command.
+#[derive(Debug, Args)]
+struct WorktreeArgs {
+    /// The work tree: a directory to make (new or empty), or with
+    /// --export the work tree to export.
+    dir: std::path::PathBuf,
+    /// Write the work tree's commits after lkl-base into the series
+    /// directory, in place of the series there. Refused while the work
+    /// tree has uncommitted changes.
+    #[arg(long)]
+    export: bool,
+    /// With --export: replace the series even if it changed since the work
+    /// tree was made (or last exported), which loses that change.
+    #[arg(long, requires = "export")]
+    force: bool,
+    /// The series directory the commits come from and --export writes to.
+    #[arg(long, value_name = "DIR", default_value = concat!(env!("CARGO_MANIFEST_DIR"), "/lkl/patches"))]
+    patches: std::path::PathBuf,
 }
 
 /// The torture run.
@@ -337,6 +380,7 @@ pub fn run(started: Instant) -> Result<()> {
         Some(Command::Mutants(args)) => mutants(args),
         Some(Command::Coverage(args)) => coverage(args),
         Some(Command::Fuzz(args)) => fuzz(args, &cli),
+        Some(Command::Worktree(args)) => worktree(args, cli.stress.json),
         Some(Command::FuzzWorker(args)) => fuzz_worker(args),
         Some(Command::FuzzReplay(args)) => {
             lkl_harness::fuzz::campaign::replay_file(&args.library, &args.input)
@@ -900,5 +944,85 @@ fn fuzz_worker(args: &FuzzWorkerArgs) -> Result<()> {
     if found {
         std::process::exit(1);
     }
+    Ok(())
+}
+
+fn worktree(args: &WorktreeArgs, json: bool) -> Result<()> {
+    use lkl_harness::worktree;
+
+    let repo = env!("CARGO_MANIFEST_DIR");
+    let mut out = std::io::stdout().lock();
+    if args.export {
+        let exported = worktree::export(&args.dir, &args.patches, args.force)?;
+        if json {
+            serde_json::to_writer_pretty(&mut out, &exported)?;
+            writeln!(out)?;
+            return Ok(());
+        }
+        let dir = std::fs::canonicalize(&args.dir)?;
+        writeln!(
+            out,
+            "exported the commits of {} after {} into {}:",
+            dir.display(),
+            worktree::BASE_TAG,
+            args.patches.display()
+        )?;
+        for (what, files) in [
+            ("kept (unchanged)", &exported.kept),
+            ("written", &exported.written),
+            ("removed", &exported.removed),
+        ] {
+            for file in files {
+                let name = file.file_name().unwrap_or_default().to_string_lossy();
+                writeln!(out, "  {what:<16} {name}")?;
+            }
+        }
+        writeln!(
+            out,
+            "\nNext: the whole suite on the new series (make rebuilds what the written patches \
+             change):\n  cd {repo} && cargo test"
+        )?;
+        return Ok(());
+    }
+    // Before fetching or unpacking any source.
+    worktree::check_new(&args.dir)?;
+    let cache = lkl_harness::kbuild::Cache {
+        // The pristine source, whatever LINUX_SRC this binary was built with.
+        own_tree: None,
+        ..lkl_harness::seeded::cache()
+    };
+    // It says so if its release is not the one lkl/patches/ are made for.
+    let source = cache.kernel_source().map_err(anyhow::Error::msg)?;
+    let made = worktree::create(&source, &args.patches, &args.dir, &|message| {
+        eprintln!("lkl-harness: {message}")
+    })?;
+    if json {
+        serde_json::to_writer_pretty(&mut out, &made)?;
+        writeln!(out)?;
+        return Ok(());
+    }
+    let dir = made.dir.display();
+    writeln!(
+        out,
+        "made {dir} in {:.0} s: Linux {} (tag {}, {}) and {} commits, one per patch of {}\n",
+        made.seconds,
+        made.release,
+        worktree::BASE_TAG,
+        &made.base[..12.min(made.base.len())],
+        made.patches.len(),
+        args.patches.display()
+    )?;
+    writeln!(
+        out,
+        "Next:\n\
+         1. Edit in {dir}, and commit (README.md, \"Testing your own system call\", lists the \
+         files a new system call changes):\n     \
+         git -C {dir} add -A && git -C {dir} commit -s\n\
+         2. Test the tree as it is (a build directory of its own: the first build is a full \
+         one):\n     \
+         cd {repo} && LINUX_SRC={dir} cargo test --test yourcall\n\
+         3. Write its commits back as the series, then run the whole suite:\n     \
+         cd {repo} && cargo run -- worktree {dir} --export && cargo test"
+    )?;
     Ok(())
 }

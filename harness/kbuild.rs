@@ -16,8 +16,9 @@
 //! | a variant | `build-<variant>` (`build-debug`, `build-race`) |
 //! | with mutants | `build[-<variant>]-m-<mutant>[+<mutant>...]` |
 //!
-//! A build directory with mutants starts as a copy of its variant's, and
-//! the mutants' files are put into the shared tree only while it builds
+//! A build directory with mutants starts as a copy of its variant's (and
+//! again from a new copy once that has been rebuilt), and the mutants'
+//! files are put into the shared tree only while it builds
 //! (under the cache's lock), with timestamps that let make rebuild just
 //! those files, in that directory and no other.
 
@@ -413,12 +414,20 @@ impl Cache {
     /// what differs is compiled. Returns the directory.
     fn make_vmlinux(&self, spec: &Spec) -> Result<PathBuf> {
         let build = self.build_dir(spec);
-        if !build.join(".config").is_file() {
-            if let Some(base) = spec.base() {
-                let base_dir = self.make_vmlinux(&base)?;
+        let fresh = !build.join(".config").is_file();
+        if let Some(base) = spec.base().filter(|_| fresh || !spec.mutants.is_empty()) {
+            // A mutant's directory is its base's plus the mutant's files.
+            // Once the base has been rebuilt since the copy (a new patch
+            // in the series, say), a new copy costs seconds and the
+            // mutant's files, where make in the old one would compile
+            // again everything the base just did.
+            let base_dir = self.make_vmlinux(&base)?;
+            let copied = build.join(".lkl-copied");
+            if fresh || newer(&base_dir.join("vmlinux"), &copied) {
                 copy_dir(&base_dir, &build)?;
                 // Its packaged library is the base's until rebuilt.
                 let _ = fs::remove_file(build.join("lkl.o"));
+                fs::write(&copied, "").map_err(|e| io_err("write", &copied, e))?;
             }
         }
         self.configure(spec, &build)?;
@@ -564,7 +573,7 @@ impl Cache {
     /// release is [`PATCHED_RELEASE`] (see [`Cache::check_release`]); a
     /// developer's own tree is built as it is, with a warning if its
     /// release is another.
-    fn kernel_source(&self) -> Result<PathBuf> {
+    pub fn kernel_source(&self) -> Result<PathBuf> {
         if let Some(root) = &self.own_tree {
             if !root.join("Makefile").is_file() || !root.join("kernel").is_dir() {
                 return Err(format!(
