@@ -40,6 +40,25 @@ static struct lkl_sem *lkl_init_sem;
 /* The host thread pid 1 started on, which returns once /init is "run". */
 static unsigned long lkl_init_tid;
 
+/*
+ * Tasks with a host thread of their own (copy_thread()), from its creation
+ * until the task is freed.  Not the task list: a fork on a CPU that a halt
+ * stops between copy_thread() and the task's entry there leaves a task
+ * only this list knows, whose thread waits for its first turn.
+ */
+static LIST_HEAD(lkl_own_threads);
+static DEFINE_RAW_SPINLOCK(lkl_own_threads_lock);
+
+/* @t no longer has a thread that lkl_threads_stop() must end. */
+static void lkl_own_thread_forget(struct thread_struct *t)
+{
+	unsigned long flags;
+
+	raw_spin_lock_irqsave(&lkl_own_threads_lock, flags);
+	list_del_init(&t->own_node);
+	raw_spin_unlock_irqrestore(&lkl_own_threads_lock, flags);
+}
+
 static bool lkl_is_host_task(struct task_struct *p)
 {
 	return test_tsk_thread_flag(p, TIF_HOST_THREAD);
@@ -53,6 +72,7 @@ static int init_thread_struct(struct task_struct *p)
 	p->thread.waiting = 0;
 	p->thread.tid = 0;
 	p->thread.own_thread = false;
+	INIT_LIST_HEAD(&p->thread.own_node);
 	p->thread.prev_sched = NULL;
 	p->thread.sched_jb = NULL;
 	p->thread.dead = false;
@@ -92,6 +112,7 @@ void arch_release_task_struct(struct task_struct *tsk)
 			WRITE_ONCE(t->dead, true);
 			lkl_ops->sem_up(t->sched_sem);
 		}
+		lkl_own_thread_forget(t);
 		lkl_ops->thread_join(t->tid);
 		t->tid = 0;
 	}
@@ -371,6 +392,7 @@ static void lkl_init_ready(void)
 	/* pid 1 "returns to user space": it becomes the first host task. */
 	lkl_init_tid = current->thread.tid;
 	current->thread.own_thread = false;
+	lkl_own_thread_forget(&current->thread);
 	set_thread_flag(TIF_HOST_THREAD);
 	lkl_syscalls_init();
 	lkl_ops->sem_up(lkl_init_sem);
@@ -418,6 +440,7 @@ static void lkl_thread_bootstrap(void *arg)
  */
 int copy_thread(struct task_struct *p, const struct kernel_clone_args *args)
 {
+	unsigned long flags;
 	int ret;
 
 	ret = init_thread_struct(p);
@@ -445,6 +468,9 @@ int copy_thread(struct task_struct *p, const struct kernel_clone_args *args)
 		return -ENOMEM;
 	}
 	p->thread.own_thread = true;
+	raw_spin_lock_irqsave(&lkl_own_threads_lock, flags);
+	list_add_tail(&p->thread.own_node, &lkl_own_threads);
+	raw_spin_unlock_irqrestore(&lkl_own_threads_lock, flags);
 	return 0;
 }
 
@@ -453,33 +479,41 @@ int copy_thread(struct task_struct *p, const struct kernel_clone_args *args)
  *
  * Called from the last running CPU's idle task once the kernel has powered
  * off.  Every other task waits in __switch_to() or, on a stopped CPU, in
- * lkl_cpu_stopped().  Each is woken with its dead flag set and returns to
- * the host: a kernel-created task's thread is joined, a host task's thread
- * returns -ESHUTDOWN from the call it was in.
+ * lkl_cpu_stopped(), or has never run (a fork that the stop interrupted).
+ * Each is woken with its dead flag set and returns to the host: a thread
+ * of the kernel's own (lkl_own_threads, which has the tasks of unfinished
+ * forks too) is joined, a host task's thread returns -ESHUTDOWN from the
+ * call it was in.
  */
 void lkl_threads_stop(void)
 {
 	struct task_struct *p, *t;
+	struct thread_struct *own;
 
 	for_each_process_thread(p, t) {
-		if (t == current)
+		if (t == current || !lkl_is_host_task(t))
 			continue;
 		WRITE_ONCE(t->thread.dead, true);
-		if (lkl_is_host_task(t)) {
-			if (__atomic_exchange_n(&t->thread.waiting, 0,
-						__ATOMIC_SEQ_CST))
-				lkl_ops->sem_up(t->thread.sched_sem);
-			continue;
-		}
-		if (t->thread.tid)
+		if (__atomic_exchange_n(&t->thread.waiting, 0,
+					__ATOMIC_SEQ_CST))
 			lkl_ops->sem_up(t->thread.sched_sem);
 	}
-	lkl_release_stopped();
-	for_each_process_thread(p, t) {
-		if (t == current || lkl_is_host_task(t) || !t->thread.tid)
+	/*
+	 * No other CPU runs, and no task but this one will: the list is
+	 * walked without its lock, whose release would run interrupts.
+	 */
+	list_for_each_entry(own, &lkl_own_threads, own_node) {
+		if (own == &current->thread)
 			continue;
-		lkl_ops->thread_join(t->thread.tid);
-		t->thread.tid = 0;
+		WRITE_ONCE(own->dead, true);
+		lkl_ops->sem_up(own->sched_sem);
+	}
+	lkl_release_stopped();
+	list_for_each_entry(own, &lkl_own_threads, own_node) {
+		if (own == &current->thread)
+			continue;
+		lkl_ops->thread_join(own->tid);
+		own->tid = 0;
 	}
 	if (lkl_init_tid) {
 		lkl_ops->thread_join(lkl_init_tid);

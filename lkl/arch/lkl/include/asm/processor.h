@@ -34,6 +34,8 @@ enum lkl_wait {
  * @tid: the host thread that runs the task
  * @own_thread: @tid was created for the task by copy_thread(), and is
  *	joined when the task is freed
+ * @own_node: while @own_thread, the task's entry in the list of threads
+ *	that a halt must end, whether or not the task is in the task list
  * @prev_sched: the task that ran before this one, for schedule_tail()
  * @sched_jb: where a host thread that switched away from a task it does
  *	not own (see lkl_deschedule()) resumes, or NULL
@@ -49,6 +51,7 @@ struct thread_struct {
 	int waiting;
 	unsigned long tid;
 	bool own_thread;
+	struct list_head own_node;
 	struct task_struct *prev_sched;
 	void **sched_jb;
 	void **exit_jb;
