@@ -110,11 +110,21 @@ pub enum Error {
     },
     /// `git am` has not finished.
     #[error(
-        "{} is in the middle of a `git am`: finish it (git -C {} am --continue) or drop the \
-         patch it stopped at (git -C {} am --abort), then export",
+        "{} is in the middle of a `git am` or a rebase: finish it (git -C {} am --continue, \
+         or git -C {} rebase --continue) or abort it (am --abort, rebase --abort), then export",
         dir.display(), dir.display(), dir.display()
     )]
     AmInProgress {
+        /// The work tree.
+        dir: PathBuf,
+    },
+    /// HEAD is not a branch: the history it points at may be partial.
+    #[error(
+        "{}'s HEAD is detached, so its history may be part of the series only: check the \
+         branch out again (git -C {} checkout -), then export",
+        dir.display(), dir.display()
+    )]
+    Detached {
         /// The work tree.
         dir: PathBuf,
     },
@@ -293,22 +303,22 @@ pub fn create(source: &Path, patches: &Path, dir: &Path, progress: &dyn Fn(&str)
     ));
     let identity_configured =
         git(&dir, &["config", "user.name"]).is_ok() && git(&dir, &["config", "user.email"]).is_ok();
-    for patch in &series {
-        let mut am = git_cmd(&dir);
-        am.args(["am", "-q", "--no-verify"]).arg(patch);
-        if !identity_configured {
-            am.env("GIT_COMMITTER_NAME", IDENTITY.0)
-                .env("GIT_COMMITTER_EMAIL", IDENTITY.1);
-        }
-        run_git(&dir, &mut am, "am").map_err(|e| match e {
-            Error::Git { output, .. } => Error::PatchFailed {
-                patch: patch.clone(),
-                dir: dir.clone(),
-                output,
-            },
-            other => other,
-        })?;
+    // One `git am` for the whole series: one that stops at a patch and is
+    // then continued (`git am --continue`) applies the patches after it.
+    let mut am = git_cmd(&dir);
+    am.args(["am", "-q", "--no-verify"]).args(&series);
+    if !identity_configured {
+        am.env("GIT_COMMITTER_NAME", IDENTITY.0)
+            .env("GIT_COMMITTER_EMAIL", IDENTITY.1);
     }
+    run_git(&dir, &mut am, "am").map_err(|e| match e {
+        Error::Git { output, .. } => Error::PatchFailed {
+            patch: stopped_at(&dir, &series),
+            dir: dir.clone(),
+            output,
+        },
+        other => other,
+    })?;
     Ok(Made {
         dir,
         release,
@@ -335,6 +345,18 @@ pub fn check_new(dir: &Path) -> Result<PathBuf> {
     Ok(dir)
 }
 
+/// The patch of `series` at which a stopped `git am` in `dir` is
+/// (`.git/rebase-apply/next`, counting from 1), or the first if unknown.
+fn stopped_at(dir: &Path, series: &[PathBuf]) -> PathBuf {
+    fs::read_to_string(dir.join(".git/rebase-apply/next"))
+        .ok()
+        .and_then(|next| next.trim().parse::<usize>().ok())
+        .and_then(|next| series.get(next.checked_sub(1)?))
+        .or(series.first())
+        .cloned()
+        .unwrap_or_default()
+}
+
 /// Writes the commits of the work tree `dir` after [`BASE_TAG`] into
 /// `patches` as its `*.patch` series, in place of the one there: a patch
 /// whose text is unchanged keeps its file untouched; a changed one keeps
@@ -348,10 +370,15 @@ pub fn export(dir: &Path, patches: &Path, force: bool) -> Result<Exported> {
     let record_path = dir.join(".git").join(RECORD);
     let record =
         fs::read_to_string(&record_path).map_err(|_| Error::NotAWorktree { dir: dir.clone() })?;
-    if dir.join(".git/rebase-apply").exists() {
+    if dir.join(".git/rebase-apply").exists() || dir.join(".git/rebase-merge").exists() {
         return Err(Error::AmInProgress { dir });
     }
-    let status = git(&dir, &["status", "--porcelain"])?;
+    if git(&dir, &["symbolic-ref", "-q", "HEAD"]).is_err() {
+        return Err(Error::Detached { dir });
+    }
+    // Every untracked file, whatever status.showUntrackedFiles says: a
+    // new source file left out would be lost.
+    let status = git(&dir, &["status", "--porcelain", "--untracked-files=all"])?;
     if !status.is_empty() {
         return Err(Error::Uncommitted { dir, files: status });
     }
@@ -375,6 +402,17 @@ pub fn export(dir: &Path, patches: &Path, force: bool) -> Result<Exported> {
         &[
             "format-patch",
             "-q",
+            // Whatever the user's format.* configuration says: the
+            // series is patch files only, with no cover letter, headers
+            // or signature to differ from one export to the next.
+            "--no-cover-letter",
+            "--no-thread",
+            "--no-signature",
+            "--no-to",
+            "--no-cc",
+            "--no-signoff",
+            "--suffix=.patch",
+            "--no-add-header",
             "-o",
             &scratch_arg,
             &format!("{BASE_TAG}..HEAD"),

@@ -120,6 +120,24 @@ diff --git a/kernel/c.c b/kernel/c.c
 2.47.3
 ";
 
+/// A patch that adds `kernel/d.c`, which applies after the fake series.
+const PATCH_OF_A_NEW_FILE: &str = "\
+From 0000000000000000000000000000000000000000 Mon Sep 17 00:00:00 2001
+From: Test Author <author@example.org>
+Date: Sat, 28 Nov 2026 01:27:20 +0000
+Subject: [PATCH] kernel: add d
+
+---
+diff --git a/kernel/d.c b/kernel/d.c
+new file mode 100644
+--- /dev/null
++++ b/kernel/d.c
+@@ -0,0 +1 @@
++int d;
+-- 
+2.47.3
+";
+
 /// `git -C dir args`, as a user with an identity would run it.
 fn git(dir: &Path, args: &[&str]) -> String {
     let out = Command::new("git")
@@ -279,6 +297,73 @@ fn a_patch_that_does_not_apply_is_named_with_the_way_out() {
         "kernel: add b\n",
         "the patches before it are applied"
     );
+}
+
+#[test]
+fn a_stopped_patch_skipped_leaves_the_patches_after_it_to_apply() {
+    let scratch = Scratch::new("skip-patch");
+    let source = fake_source(&scratch.0);
+    let patches = fake_series(&scratch.0, &source);
+    fs::write(
+        patches.join("0003-kernel-c-is-two.patch"),
+        PATCH_OF_A_MISSING_FILE,
+    )
+    .unwrap();
+    fs::write(patches.join("0004-kernel-add-d.patch"), PATCH_OF_A_NEW_FILE).unwrap();
+    let dir = scratch.0.join("linux");
+    let err = worktree::create(&source, &patches, &dir, &|_| {}).unwrap_err();
+    let Error::PatchFailed { patch, .. } = &err else {
+        panic!("not a patch failure: {err}");
+    };
+    assert!(patch.ends_with("0003-kernel-c-is-two.patch"), "{err}");
+    // The user drops it; git am goes on with the rest of the series, which
+    // an export then keeps.
+    git(&dir, &["am", "--skip"]);
+    assert_eq!(git(&dir, &["log", "-1", "--format=%s"]), "kernel: add d\n");
+    assert!(dir.join("kernel/d.c").is_file());
+}
+
+#[test]
+fn a_detached_head_or_an_unfinished_rebase_is_refused() {
+    let m = made("detached");
+    git(&m.dir, &["checkout", "-q", "--detach", "HEAD~1"]);
+    let err = worktree::export(&m.dir, &m.patches, false).unwrap_err();
+    assert!(matches!(err, Error::Detached { .. }), "{err}");
+    assert!(err.to_string().contains("checkout -"), "{err}");
+    git(&m.dir, &["checkout", "-q", "-"]);
+    fs::create_dir(m.dir.join(".git/rebase-merge")).unwrap();
+    let err = worktree::export(&m.dir, &m.patches, false).unwrap_err();
+    assert!(matches!(err, Error::AmInProgress { .. }), "{err}");
+    assert_eq!(names(&m.patches).len(), 2, "nothing exported");
+}
+
+#[test]
+fn a_new_file_that_git_status_is_told_to_hide_is_still_refused() {
+    let m = made("hidden-untracked");
+    git(&m.dir, &["config", "status.showUntrackedFiles", "no"]);
+    fs::write(m.dir.join("kernel/yourcall.c"), "int yourcall;\n").unwrap();
+    let err = worktree::export(&m.dir, &m.patches, false).unwrap_err();
+    assert!(matches!(err, Error::Uncommitted { .. }), "{err}");
+    assert!(err.to_string().contains("kernel/yourcall.c"), "{err}");
+}
+
+#[test]
+fn the_users_format_patch_configuration_changes_no_patch() {
+    let m = made("format-config");
+    for (key, value) in [
+        ("format.coverLetter", "true"),
+        ("format.signOff", "true"),
+        ("format.thread", "shallow"),
+        ("format.to", "someone@example.org"),
+        ("format.headers", "X-Test: yes"),
+        ("format.suffix", ".diff"),
+    ] {
+        git(&m.dir, &["config", key, value]);
+    }
+    let exported = worktree::export(&m.dir, &m.patches, false).unwrap();
+    assert_eq!(exported.kept.len(), 2, "{exported:?}");
+    assert!(exported.written.is_empty() && exported.removed.is_empty());
+    assert_eq!(names(&m.patches).len(), 2, "no cover letter");
 }
 
 #[test]
