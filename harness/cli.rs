@@ -950,7 +950,8 @@ fn fuzz_worker(args: &FuzzWorkerArgs) -> Result<()> {
 fn worktree(args: &WorktreeArgs, json: bool) -> Result<()> {
     use lkl_harness::worktree;
 
-    let repo = env!("CARGO_MANIFEST_DIR");
+    // Shell words, for the commands printed.
+    let repo = worktree::sh(std::path::Path::new(env!("CARGO_MANIFEST_DIR")));
     let mut out = std::io::stdout().lock();
     if args.export {
         let exported = worktree::export(&args.dir, &args.patches, args.force)?;
@@ -1001,7 +1002,7 @@ fn worktree(args: &WorktreeArgs, json: bool) -> Result<()> {
         writeln!(out)?;
         return Ok(());
     }
-    let dir = made.dir.display();
+    let dir = worktree::sh(&made.dir);
     writeln!(
         out,
         "made {dir} in {:.0} s: Linux {} (tag {}, {}) and {} commits, one per patch of {}\n",

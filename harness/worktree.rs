@@ -50,6 +50,9 @@ pub const BRANCH: &str = "main";
 /// The record that marks a work tree as made by this module, in `.git/`:
 /// where it came from, and the series it last matched.
 const RECORD: &str = "lkl-harness";
+/// In `.git/` while [`create`] copies the source and commits it: a work
+/// tree that has it was interrupted, and is not one to edit.
+const UNFINISHED: &str = "lkl-harness-unfinished";
 /// Who commits the pristine source (and applies the patches when git has
 /// no identity configured).
 const IDENTITY: (&str, &str) = ("lkl-harness", "lkl-harness@example.org");
@@ -75,9 +78,21 @@ pub enum Error {
     #[error(
         "{} is a work tree made by `lkl-harness worktree` already: edit and commit in it, and \
          export with `lkl-harness worktree {} --export`; to start again, remove it (rm -rf {})",
-        dir.display(), dir.display(), dir.display()
+        dir.display(), sh(dir), sh(dir)
     )]
     AlreadyMade {
+        /// The directory.
+        dir: PathBuf,
+    },
+    /// A `create` that did not finish (interrupted, or it failed before
+    /// the patches): the source or its first commit may be partial.
+    #[error(
+        "{} is a work tree whose making did not finish (it was interrupted, or failed before \
+         applying the patches), so its source or base commit may be partial: remove it \
+         (rm -rf {}) and make it again (lkl-harness worktree {})",
+        dir.display(), sh(dir), sh(dir)
+    )]
+    Unfinished {
         /// The directory.
         dir: PathBuf,
     },
@@ -85,7 +100,7 @@ pub enum Error {
     #[error(
         "{} is not a work tree made by `lkl-harness worktree` (no .git/{RECORD}); make one with \
          `lkl-harness worktree {}`",
-        dir.display(), dir.display()
+        dir.display(), sh(dir)
     )]
     NotAWorktree {
         /// The directory.
@@ -98,7 +113,7 @@ pub enum Error {
          (git -C {} am --show-current-patch=diff; fix the files; git -C {} add -A; \
          git -C {} am --continue), or fix the patch file and make the work tree again \
          (rm -rf {})",
-        patch.display(), dir.display(), dir.display(), dir.display(), dir.display(), dir.display()
+        patch.display(), dir.display(), sh(dir), sh(dir), sh(dir), sh(dir)
     )]
     PatchFailed {
         /// The patch file.
@@ -112,7 +127,7 @@ pub enum Error {
     #[error(
         "{} is in the middle of a `git am` or a rebase: finish it (git -C {} am --continue, \
          or git -C {} rebase --continue) or abort it (am --abort, rebase --abort), then export",
-        dir.display(), dir.display(), dir.display()
+        dir.display(), sh(dir), sh(dir)
     )]
     AmInProgress {
         /// The work tree.
@@ -122,7 +137,7 @@ pub enum Error {
     #[error(
         "{}'s HEAD is detached, so its history may be part of the series only: check the \
          branch out again (git -C {} checkout -), then export",
-        dir.display(), dir.display()
+        dir.display(), sh(dir)
     )]
     Detached {
         /// The work tree.
@@ -133,7 +148,7 @@ pub enum Error {
         "{} has changes that are not committed, which the export would leave out:\n{files}\
          Commit them (git -C {} add -A && git -C {} commit) or stash them (git -C {} stash \
          -u), then export again",
-        dir.display(), dir.display(), dir.display(), dir.display()
+        dir.display(), sh(dir), sh(dir), sh(dir)
     )]
     Uncommitted {
         /// The work tree.
@@ -153,10 +168,11 @@ pub enum Error {
     },
     /// The series directory changed since the work tree was made.
     #[error(
-        "{} changed since {} was made from it ({changes}): the export would replace that \
-         change. Bring it into the work tree first (git -C {} am <the new patch>, or redo \
-         the change there), or export anyway with --force",
-        patches.display(), dir.display(), dir.display()
+        "{} changed since {} was made from it or last exported ({changes}): the export would \
+         replace that change. Bring it into the work tree (git -C {} am <the new patch>, or \
+         redo the change there and commit), then export with --force; or, to drop the \
+         change, export with --force now",
+        patches.display(), dir.display(), sh(dir)
     )]
     PatchesChanged {
         /// The series directory.
@@ -250,7 +266,10 @@ pub fn create(source: &Path, patches: &Path, dir: &Path, progress: &dyn Fn(&str)
     for (key, value) in REPO_CONFIG {
         git(&dir, &["config", key, value])?;
     }
-    // Ours from here on: a second try says so instead of "not empty".
+    // Ours from here on: a second try says so instead of "not empty",
+    // and, until the base is tagged, that this one did not finish.
+    let unfinished = dir.join(".git").join(UNFINISHED);
+    fs::write(&unfinished, "").map_err(io("write", &unfinished))?;
     write_record(&dir, source, &release, patches, &series)?;
     // build.rs links the port into a LINUX_SRC tree as arch/lkl; it is
     // not part of the kernel's history.
@@ -295,6 +314,9 @@ pub fn create(source: &Path, patches: &Path, dir: &Path, progress: &dyn Fn(&str)
     run_git(&dir, &mut commit, "commit")?;
     git(&dir, &["tag", BASE_TAG])?;
     let base = git(&dir, &["rev-parse", "HEAD"])?.trim().to_string();
+    // From here, a `git am` that stops (or is interrupted) is a state
+    // git itself reports, and that the user can continue.
+    fs::remove_file(&unfinished).map_err(io("remove", &unfinished))?;
 
     progress(&format!(
         "git am: {} patches of {}",
@@ -333,6 +355,9 @@ pub fn create(source: &Path, patches: &Path, dir: &Path, progress: &dyn Fn(&str)
 pub fn check_new(dir: &Path) -> Result<PathBuf> {
     ensure_git()?;
     let dir = std::path::absolute(dir).map_err(io("find", dir))?;
+    if dir.join(".git").join(UNFINISHED).exists() {
+        return Err(Error::Unfinished { dir });
+    }
     if dir.join(".git").join(RECORD).is_file() {
         return Err(Error::AlreadyMade { dir });
     }
@@ -370,6 +395,9 @@ pub fn export(dir: &Path, patches: &Path, force: bool) -> Result<Exported> {
     let record_path = dir.join(".git").join(RECORD);
     let record =
         fs::read_to_string(&record_path).map_err(|_| Error::NotAWorktree { dir: dir.clone() })?;
+    if dir.join(".git").join(UNFINISHED).exists() {
+        return Err(Error::Unfinished { dir });
+    }
     if dir.join(".git/rebase-apply").exists() || dir.join(".git/rebase-merge").exists() {
         return Err(Error::AmInProgress { dir });
     }
@@ -424,16 +452,30 @@ pub fn export(dir: &Path, patches: &Path, force: bool) -> Result<Exported> {
         return Err(Error::Empty { dir });
     }
 
-    // The old series by number: `0003-...` is the third patch.
-    let mut by_number: BTreeMap<String, PathBuf> = BTreeMap::new();
+    // The old series by number: `0003-...` is the third patch. Two old
+    // files with the same number pair with neither: both are replaced.
+    let mut by_number: BTreeMap<String, Vec<PathBuf>> = BTreeMap::new();
     for path in &old {
-        by_number.insert(number_of(path), path.clone());
+        by_number
+            .entry(number_of(path))
+            .or_default()
+            .push(path.clone());
     }
     let mut exported = Exported::default();
     let mut final_series = Vec::new();
+    // (text, file) of each patch to write, and the old files it replaces.
+    let mut writes: Vec<(String, PathBuf)> = Vec::new();
+    let mut stale: Vec<PathBuf> = Vec::new();
     for patch in &new {
         let text = fs::read_to_string(patch).map_err(io("read", patch))?;
-        let previous = by_number.remove(&number_of(patch));
+        let previous = match by_number.remove(&number_of(patch)) {
+            Some(mut paths) if paths.len() == 1 => paths.pop(),
+            Some(paths) => {
+                stale.extend(paths);
+                None
+            }
+            None => None,
+        };
         let previous_text = previous.as_ref().and_then(|p| fs::read_to_string(p).ok());
         if let (Some(path), Some(before)) = (&previous, &previous_text) {
             if normalized(before) == normalized(&text) {
@@ -454,24 +496,60 @@ pub fn export(dir: &Path, patches: &Path, force: bool) -> Result<Exported> {
                 .to_owned(),
         };
         let target = patches.join(&name);
-        if let Some(path) = previous.filter(|p| *p != target) {
-            fs::remove_file(&path).map_err(io("remove", &path))?;
-            exported.removed.push(path);
-        }
-        let partial = patches.join(format!(".{}.partial", name.to_string_lossy()));
-        fs::write(&partial, &text).map_err(io("write", &partial))?;
-        fs::rename(&partial, &target).map_err(io("rename", &partial))?;
-        exported.written.push(target.clone());
+        stale.extend(previous);
+        writes.push((text, target.clone()));
         final_series.push(target);
     }
-    for path in by_number.into_values() {
+    stale.extend(by_number.into_values().flatten());
+    let _ = fs::remove_dir_all(&scratch);
+
+    // Every new text is written beside the series before any file of it
+    // changes: a write that fails (a full disk) leaves the series as it
+    // was. Renames and removals in one directory do not fail that way.
+    let partials: Vec<PathBuf> = writes
+        .iter()
+        .map(|(_, target)| partial_of(target))
+        .collect();
+    for ((text, _), partial) in writes.iter().zip(&partials) {
+        if let Err(e) = fs::write(partial, text) {
+            for partial in &partials {
+                let _ = fs::remove_file(partial);
+            }
+            return Err(io("write", partial)(e));
+        }
+    }
+    for ((_, target), partial) in writes.iter().zip(&partials) {
+        fs::rename(partial, target).map_err(io("rename", partial))?;
+        exported.written.push(target.clone());
+    }
+    stale.sort();
+    stale.dedup();
+    for path in stale.into_iter().filter(|p| !exported.written.contains(p)) {
         fs::remove_file(&path).map_err(io("remove", &path))?;
         exported.removed.push(path);
     }
-    let _ = fs::remove_dir_all(&scratch);
     let (source, release) = recorded_origin(&record);
     write_record(&dir, Path::new(&source), &release, patches, &final_series)?;
     Ok(exported)
+}
+
+/// Where the text of the patch file `target` is written before it
+/// replaces the file: hidden, and not a `*.patch`.
+fn partial_of(target: &Path) -> PathBuf {
+    let name = target.file_name().unwrap_or_default().to_string_lossy();
+    target.with_file_name(format!(".{name}.partial"))
+}
+
+/// `path` as one word of a shell command: as it is when it has no
+/// character a shell would read, in single quotes otherwise.
+pub fn sh(path: &Path) -> String {
+    let text = path.display().to_string();
+    let plain = |b: u8| b.is_ascii_alphanumeric() || b"/._-+=:,@%".contains(&b);
+    if !text.is_empty() && text.bytes().all(plain) {
+        text
+    } else {
+        format!("'{}'", text.replace('\'', r"'\''"))
+    }
 }
 
 /// The first line of the rule Debian's `linux-source` package appends to

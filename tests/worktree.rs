@@ -456,6 +456,12 @@ fn a_series_changed_since_the_work_tree_was_made_is_kept_unless_forced() {
         err.to_string().contains("0002-kernel-add-b.patch changed"),
         "{err}"
     );
+    // Brought into the work tree, the change is still a difference from
+    // the recorded series: the way out says to force the export then.
+    assert!(
+        err.to_string().contains("then export with --force"),
+        "{err}"
+    );
     assert_eq!(fs::read_to_string(&second).unwrap(), edited);
     let forced = worktree::export(&m.dir, &m.patches, true).unwrap();
     assert_eq!(forced.written, std::slice::from_ref(&second));
@@ -483,4 +489,126 @@ fn the_command_refuses_a_directory_that_is_not_ours_before_touching_it() {
     assert!(!out.status.success(), "{stderr}");
     assert!(stderr.contains("is not a work tree made by"), "{stderr}");
     assert_eq!(names(&scratch.0), ["notes.txt"]);
+}
+
+#[test]
+fn an_interrupted_make_is_not_taken_for_a_finished_work_tree() {
+    let scratch = Scratch::new("interrupted");
+    let source = fake_source(&scratch.0);
+    let patches = fake_series(&scratch.0, &source);
+    let dir = scratch.0.join("linux");
+    // Interrupted (a panic here, a Ctrl-C for a user) after the copy of
+    // the source, before its commit.
+    let interrupted = std::panic::catch_unwind(|| {
+        worktree::create(&source, &patches, &dir, &|message| {
+            assert!(!message.starts_with("git add"), "interrupted at: {message}");
+        })
+    });
+    assert!(interrupted.is_err(), "the make went through");
+    for err in [
+        worktree::create(&source, &patches, &dir, &|_| {}).unwrap_err(),
+        worktree::export(&dir, &patches, false).unwrap_err(),
+    ] {
+        assert!(matches!(err, Error::Unfinished { .. }), "{err}");
+        assert!(err.to_string().contains("did not finish"), "{err}");
+        assert!(err.to_string().contains("rm -rf"), "{err}");
+    }
+    assert_eq!(names(&patches).len(), 2, "nothing exported");
+    // Made again from scratch, it is a work tree like any other.
+    fs::remove_dir_all(&dir).unwrap();
+    worktree::create(&source, &patches, &dir, &|_| {}).unwrap();
+    let exported = worktree::export(&dir, &patches, false).unwrap();
+    assert_eq!(exported.kept.len(), 2, "{exported:?}");
+}
+
+#[test]
+fn a_write_that_fails_leaves_the_series_as_it_was() {
+    let m = made("failed-write");
+    // Two patches to write: 0001 amended, and a new 0002 in place of b.
+    git(&m.dir, &["reset", "-q", "--hard", "HEAD~1"]);
+    fs::write(m.dir.join("kernel/a.c"), "int a = 2;\n").unwrap();
+    git(&m.dir, &["commit", "-q", "-a", "--amend", "--no-edit"]);
+    fs::write(m.dir.join("kernel/yourcall.c"), "int yourcall;\n").unwrap();
+    git(&m.dir, &["add", "-A"]);
+    git(&m.dir, &["commit", "-q", "-m", "kernel: add yourcall"]);
+    let before: Vec<_> = names(&m.patches)
+        .iter()
+        .map(|n| {
+            let path = m.patches.join(n);
+            (n.clone(), fs::read(&path).unwrap(), mtime(&path))
+        })
+        .collect();
+    // The second write fails (as on a full disk): its file is taken by a
+    // directory.
+    let blocker = m.patches.join(".0002-kernel-add-yourcall.patch.partial");
+    fs::create_dir(&blocker).unwrap();
+    let err = worktree::export(&m.dir, &m.patches, false).unwrap_err();
+    assert!(matches!(err, Error::Io { what: "write", .. }), "{err}");
+    fs::remove_dir(&blocker).unwrap();
+    let after: Vec<_> = names(&m.patches)
+        .iter()
+        .map(|n| {
+            let path = m.patches.join(n);
+            (n.clone(), fs::read(&path).unwrap(), mtime(&path))
+        })
+        .collect();
+    assert!(
+        before == after,
+        "the series changed: {:?}",
+        names(&m.patches)
+    );
+    // Once the disk has room, the same export goes through.
+    let exported = worktree::export(&m.dir, &m.patches, false).unwrap();
+    assert_eq!(exported.written.len(), 2, "{exported:?}");
+    assert_eq!(
+        names(&m.patches),
+        [
+            "0001-kernel-a-starts-at-one.patch",
+            "0002-kernel-add-yourcall.patch"
+        ]
+    );
+}
+
+#[test]
+fn two_old_patches_with_one_number_leave_no_stale_copy() {
+    let scratch = Scratch::new("same-number");
+    let source = fake_source(&scratch.0);
+    let patches = fake_series(&scratch.0, &source);
+    // A second 0002, which sorts (and applies) before 0002-kernel-add-b.
+    fs::write(
+        patches.join("0002-a-kernel-add-d.patch"),
+        PATCH_OF_A_NEW_FILE,
+    )
+    .unwrap();
+    let dir = scratch.0.join("linux");
+    worktree::create(&source, &patches, &dir, &|_| {}).unwrap();
+    let exported = worktree::export(&dir, &patches, false).unwrap();
+    assert_eq!(
+        names(&patches),
+        [
+            "0001-kernel-a-starts-at-one.patch",
+            "0002-kernel-add-d.patch",
+            "0003-kernel-add-b.patch"
+        ],
+        "{exported:?}"
+    );
+    assert_eq!(exported.kept.len(), 1, "{exported:?}");
+    assert_eq!(exported.removed.len(), 2, "{exported:?}");
+}
+
+#[test]
+fn commands_in_messages_quote_a_path_with_a_space() {
+    let scratch = Scratch::new("space");
+    let source = fake_source(&scratch.0);
+    let patches = fake_series(&scratch.0, &source);
+    let dir = scratch.0.join("my linux");
+    worktree::create(&source, &patches, &dir, &|_| {}).unwrap();
+    let err = worktree::create(&source, &patches, &dir, &|_| {}).unwrap_err();
+    let quoted = format!("'{}'", dir.display());
+    assert!(
+        err.to_string().contains(&format!("rm -rf {quoted})")),
+        "{err}"
+    );
+    assert_eq!(worktree::sh(Path::new("/tmp/it's")), r"'/tmp/it'\''s'");
+    assert_eq!(worktree::sh(Path::new("/tmp/plain-1.x")), "/tmp/plain-1.x");
 }
