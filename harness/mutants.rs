@@ -247,32 +247,47 @@ pub fn first_failure(output: &str) -> Option<(String, String)> {
 
 /// The first kernel checker report in `output` (its title line, without
 /// the timestamp) and, for a report whose title does not name the source
-/// line, the first frame in `kernel/hello.c` after it.
+/// line, the first frame in `kernel/hello.c` after it. A report that the
+/// output only quotes, in the `left:`/`right:` values of a failed
+/// assertion on the log (a test that stopped at its first check, before
+/// its `finish()`), comes second, and says so.
 pub fn first_report(output: &str) -> Option<String> {
     let lines: Vec<&str> = output.lines().collect();
-    let at = lines.iter().position(|l| {
-        // An assertion's `left:`/`right:` dump may quote log lines: a
-        // value, not the report.
-        let quoted = {
-            let t = l.trim_start();
-            t.starts_with("left:") || t.starts_with("right:")
-        };
-        !quoted
-            && (l.contains("BUG: KASAN:")
-                || l.contains("UBSAN:")
-                || l.contains("unreferenced object 0x")
-                || l.contains("BUG: KCSAN:")
-                || (crate::check::is_splat(l) && !l.contains("memory leak(s) confirmed")))
-    })?;
-    let strip = |l: &str| {
-        let l = l.trim();
-        // "[    0.157949] [T31] BUG: ..." -> "BUG: ..."
-        match l.rfind("] ") {
-            Some(i) if l.starts_with('[') => l[i + 2..].trim().to_string(),
-            _ => l.to_string(),
-        }
+    let is_quoted = |l: &str| {
+        let t = l.trim_start();
+        t.starts_with("left:") || t.starts_with("right:")
     };
-    let title = strip(lines[at]);
+    let at = lines
+        .iter()
+        .position(|l| !is_quoted(l) && report_at(l).is_some());
+    let Some(at) = at else {
+        // A log line quoted as a string in a value: the report and its
+        // frames are strings of one line.
+        let line = lines
+            .iter()
+            .find(|l| is_quoted(l) && report_at(l).is_some())?;
+        let from = report_at(line)?;
+        let rest = &line[from..];
+        let title = rest.split('"').next().unwrap_or(rest).trim();
+        let title = strip_stamp(title);
+        let frame = if title.contains("kernel/hello.c:") {
+            None
+        } else {
+            rest.split('"')
+                .find(|s| s.contains("(kernel/hello.c:"))
+                .map(|s| {
+                    strip_stamp(s)
+                        .trim_start_matches("kmemleak:")
+                        .trim()
+                        .to_string()
+                })
+        };
+        return Some(match frame {
+            Some(frame) => format!("{title} at {frame} (in the log an assertion compared)"),
+            None => format!("{title} (in the log an assertion compared)"),
+        });
+    };
+    let title = strip_stamp(lines[at]);
     if title.contains("kernel/hello.c:") {
         return Some(title);
     }
@@ -280,11 +295,40 @@ pub fn first_report(output: &str) -> Option<String> {
         .iter()
         .take(80)
         .find(|l| l.contains("(kernel/hello.c:"))
-        .map(|l| strip(l).trim_start_matches("kmemleak:").trim().to_string());
+        .map(|l| {
+            strip_stamp(l)
+                .trim_start_matches("kmemleak:")
+                .trim()
+                .to_string()
+        });
     Some(match frame {
         Some(frame) => format!("{title} at {frame}"),
         None => title,
     })
+}
+
+/// Where in `line` a kernel checker's report title starts, if it has one.
+fn report_at(line: &str) -> Option<usize> {
+    for marker in [
+        "BUG: KASAN:",
+        "UBSAN:",
+        "unreferenced object 0x",
+        "BUG: KCSAN:",
+    ] {
+        if let Some(i) = line.find(marker) {
+            return Some(i);
+        }
+    }
+    (crate::check::is_splat(line) && !line.contains("memory leak(s) confirmed")).then_some(0)
+}
+
+/// A log line without its `[    0.157949] [T31] ` stamps.
+fn strip_stamp(line: &str) -> String {
+    let l = line.trim();
+    match l.rfind("] ") {
+        Some(i) if l.starts_with('[') => l[i + 2..].trim().to_string(),
+        _ => l.to_string(),
+    }
 }
 
 fn tail(text: &str, n: usize) -> String {
@@ -399,11 +443,31 @@ the kernel reported a bug: the log has 3 warning line(s):
             Some("UBSAN: shift-out-of-bounds in kernel/hello.c:59:24")
         );
         assert_eq!(first_report("assertion failed"), None);
-        let quoted = "  left: [\"BUG: KASAN: use-after-free in sys_hello\"]\n right: []\n";
+        // Quoted in an assertion's value: found, said so, and second to
+        // a report printed as such.
+        let quoted = "  left: [\"hello, abi\", \"[    0.16] [T30] BUG: KASAN: \
+                      slab-out-of-bounds in sys_hello+0x1/0x2 (kernel/hello.c:70)\", \
+                      \"Write of size 1\"]\n right: [\"hello, abi\"]\n";
         assert_eq!(
-            first_report(quoted),
-            None,
-            "an assertion's values are no report"
+            first_report(quoted).as_deref(),
+            Some(
+                "BUG: KASAN: slab-out-of-bounds in sys_hello+0x1/0x2 (kernel/hello.c:70) \
+                 (in the log an assertion compared)"
+            )
+        );
+        let quoted_frame = "  left: [\"BUG: KASAN: slab-use-after-free in string+0xe1/0x1e0\", \
+                            \" __se_sys_hello.cold+0x32/0x39 (kernel/hello.c:78)\"]\n";
+        assert_eq!(
+            first_report(quoted_frame).as_deref(),
+            Some(
+                "BUG: KASAN: slab-use-after-free in string+0xe1/0x1e0 at \
+                 __se_sys_hello.cold+0x32/0x39 (kernel/hello.c:78) (in the log an assertion \
+                 compared)"
+            )
+        );
+        assert_eq!(
+            first_report(&format!("{quoted}{ubsan}")).as_deref(),
+            Some("UBSAN: shift-out-of-bounds in kernel/hello.c:59:24")
         );
     }
 }
