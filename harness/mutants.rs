@@ -151,7 +151,13 @@ fn run_tests(library: &Path, kernel: Variant, tests: &[String], filter: Option<&
     }
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let mut cmd = Command::new(cargo);
-    cmd.current_dir(manifest).arg("test").arg("--quiet");
+    // Every target, past the first that fails: a test that stops at a
+    // check of the log only quotes a report, which another target's
+    // `finish()` prints whole, with the source line of each frame.
+    cmd.current_dir(manifest)
+        .arg("test")
+        .arg("--quiet")
+        .arg("--no-fail-fast");
     for test in tests {
         cmd.arg("--test").arg(test);
     }
@@ -253,9 +259,13 @@ pub fn first_failure(output: &str) -> Option<(String, String)> {
 /// its `finish()`), comes second, and says so.
 pub fn first_report(output: &str) -> Option<String> {
     let lines: Vec<&str> = output.lines().collect();
+    // Quoted: in an assertion's `left:`/`right:` values, or in a string
+    // of a value that a message prints (`text: "BUG: KASAN: ..."`).
     let is_quoted = |l: &str| {
         let t = l.trim_start();
-        t.starts_with("left:") || t.starts_with("right:")
+        t.starts_with("left:")
+            || t.starts_with("right:")
+            || report_at(l).is_some_and(|at| l[..at].contains('"'))
     };
     let at = lines
         .iter()
@@ -287,7 +297,9 @@ pub fn first_report(output: &str) -> Option<String> {
             None => format!("{title} (in the log an assertion compared)"),
         });
     };
-    let title = strip_stamp(lines[at]);
+    // From the checker's own words: a line that shows the log (a
+    // snapshot's diff, say) has its own prefix before them.
+    let title = strip_stamp(&lines[at][report_at(lines[at]).unwrap_or(0)..]);
     if title.contains("kernel/hello.c:") {
         return Some(title);
     }
@@ -445,6 +457,17 @@ the kernel reported a bug: the log has 3 warning line(s):
         assert_eq!(first_report("assertion failed"), None);
         // Quoted in an assertion's value: found, said so, and second to
         // a report printed as such.
+        let diff = "    3     3 │+<3>BUG: KASAN: slab-out-of-bounds in string+0xdd/0x1e0\n";
+        assert_eq!(
+            first_report(diff).as_deref(),
+            Some("BUG: KASAN: slab-out-of-bounds in string+0xdd/0x1e0")
+        );
+        let in_message = "assertion `left == right` failed: [Record { text: \"BUG: KASAN: \
+                          slab-out-of-bounds in string+0xdd/0x1e0\" }]\n";
+        assert_eq!(
+            first_report(in_message).as_deref(),
+            Some("BUG: KASAN: slab-out-of-bounds in string+0xdd/0x1e0 (in the log an assertion compared)")
+        );
         let quoted = "  left: [\"hello, abi\", \"[    0.16] [T30] BUG: KASAN: \
                       slab-out-of-bounds in sys_hello+0x1/0x2 (kernel/hello.c:70)\", \
                       \"Write of size 1\"]\n right: [\"hello, abi\"]\n";
