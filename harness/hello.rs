@@ -103,6 +103,14 @@ impl Kernel {
     /// the call (that would be a data race). Invalid addresses are fine.
     /// A mutant `hello()` that writes user memory is outside this contract:
     /// run it only with buffers it may scribble on.
+    ///
+    /// So safe code cannot call it:
+    ///
+    /// ```compile_fail,E0133
+    /// fn hello(kernel: &lkl_harness::Kernel) -> Result<(), lkl_harness::Errno> {
+    ///     kernel.hello_raw(8, 24)
+    /// }
+    /// ```
     pub unsafe fn hello_raw(&self, uargs: usize, size: usize) -> Result<(), Errno> {
         // SAFETY: hello(2) takes (uargs, size) and only reads through
         // uargs, as our caller allows.

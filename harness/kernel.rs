@@ -533,6 +533,14 @@ impl Kernel {
     /// fails with `EFAULT`) or point to memory the caller may overwrite
     /// for the length the call writes, with no live reference to it, and
     /// that no other thread accesses during the call.
+    ///
+    /// So safe code cannot call it:
+    ///
+    /// ```compile_fail,E0133
+    /// fn getpid(kernel: &lkl_harness::Kernel) -> i64 {
+    ///     kernel.syscall_raw(lkl_harness::sys::__NR_getpid, &[])
+    /// }
+    /// ```
     pub unsafe fn syscall_raw(&self, nr: u32, args: &[i64]) -> i64 {
         assert!(args.len() <= 6, "a system call takes at most six arguments");
         assert!(
@@ -567,6 +575,14 @@ impl Kernel {
     /// As for [`syscall_raw`](Self::syscall_raw): every pointer argument
     /// is invalid or points to memory the caller may let the kernel
     /// overwrite.
+    ///
+    /// So safe code cannot call it:
+    ///
+    /// ```compile_fail,E0133
+    /// fn getpid(kernel: &lkl_harness::Kernel) -> Result<i64, lkl_harness::Errno> {
+    ///     kernel.syscall(lkl_harness::sys::__NR_getpid, &[])
+    /// }
+    /// ```
     pub unsafe fn syscall(&self, nr: u32, args: &[i64]) -> Result<i64, Errno> {
         // SAFETY: forwarded to our caller.
         Errno::result(unsafe { self.syscall_raw(nr, args) })
