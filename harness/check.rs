@@ -285,6 +285,13 @@ const SYSFS: &str = "/sys";
 /// scan that confirms a suspected leak.
 pub const LEAK_SETTLE: Duration = Duration::from_millis(100);
 
+/// At most this many leak reports of one scan are written to the log
+/// whole; the rest are counted (in the line that ends them). A system call
+/// that leaks on every call leaks tens of thousands of objects in a stress
+/// run, all with the same backtrace, and writing each through `/dev/kmsg`
+/// would take minutes on the debug kernel.
+pub const LEAK_REPORTS_LOGGED: usize = 16;
+
 /// `S_IFCHR`, the file type of a character device.
 const S_IFCHR: u32 = 0o020000;
 
@@ -340,8 +347,9 @@ impl Kernel {
     /// left to finish such work ([`LEAK_SETTLE`]) and scanned once more;
     /// what is still unreferenced then is a leak, and its reports, as
     /// kmemleak wrote them, are written to the kernel log (through
-    /// `/dev/kmsg`, with kmemleak's `kmemleak: ` prefix), each once. It
-    /// costs a few milliseconds per megabyte of kernel data.
+    /// `/dev/kmsg`, with kmemleak's `kmemleak: ` prefix), each once: the
+    /// first [`LEAK_REPORTS_LOGGED`] whole, then a line that counts them
+    /// all. It costs a few milliseconds per megabyte of kernel data.
     ///
     /// Returns whether the kernel has kmemleak and was scanned: a private
     /// kernel ([`Kernel::boot`]) and the kernel linked into the program
@@ -422,13 +430,18 @@ impl Kernel {
             Err(e) => return Err(e),
         }
         let count = reports.len();
+        let unlogged = match count.saturating_sub(LEAK_REPORTS_LOGGED) {
+            0 => String::new(),
+            n => format!("; {n} of them are not shown above"),
+        };
         let lines = reports
             .iter()
+            .take(LEAK_REPORTS_LOGGED)
             .flatten()
             .map(|line| format!("<4>kmemleak: {line}\n"))
             .chain(std::iter::once(format!(
                 "<4>kmemleak: {count} memory leak(s) confirmed by a scan {} ms after the \
-                 first (see /sys/kernel/debug/kmemleak)\n",
+                 first{unlogged} (see /sys/kernel/debug/kmemleak)\n",
                 LEAK_SETTLE.as_millis()
             )));
         for line in lines {

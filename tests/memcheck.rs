@@ -12,6 +12,7 @@
 mod common;
 
 use common::{boot, finish};
+use lkl_harness::check::LEAK_REPORTS_LOGGED;
 use lkl_harness::hello::{HelloArgs, HELLO_FLAG_LOUD};
 use lkl_harness::{seeded, BootOptions, Error, Kernel};
 
@@ -155,6 +156,39 @@ fn kmemleak_reports_each_leak_once_however_often_it_scans() {
         .filter(|l| l.contains("unreferenced object 0x"))
         .count();
     assert_eq!(objects, 1, "{lines:#?}");
+}
+
+/// A system call that leaks on every call: every leak is counted, the
+/// first [`LEAK_REPORTS_LOGGED`] are in the log whole, and the rest cost no
+/// time writing them.
+#[test]
+fn many_leaks_are_all_counted_and_the_first_few_logged_whole() {
+    let kernel = Kernel::boot_seeded(&seeded::with_mutant("leak"), BootOptions::default())
+        .expect("the leak mutant boots");
+    let calls = LEAK_REPORTS_LOGGED + 24;
+    for _ in 0..calls {
+        kernel
+            .hello(&HelloArgs::new(c"world", 0))
+            .expect("the leak does not change the result");
+    }
+    let Err(Error::Splat { lines, .. }) = kernel.finish() else {
+        panic!("finish() must report the leaks");
+    };
+    let objects = lines
+        .iter()
+        .filter(|l| l.contains("unreferenced object 0x"))
+        .count();
+    assert_eq!(objects, LEAK_REPORTS_LOGGED, "{lines:#?}");
+    let counted = format!(
+        "{calls} memory leak(s) confirmed by a scan {} ms after the first; {} of them are \
+         not shown above",
+        lkl_harness::check::LEAK_SETTLE.as_millis(),
+        calls - LEAK_REPORTS_LOGGED
+    );
+    assert!(
+        lines.iter().any(|l| l.contains(&counted)),
+        "{counted:?} in {lines:#?}"
+    );
 }
 
 /// Objects that wait for a grace period to be freed (a mount that failed,
