@@ -613,6 +613,13 @@ fn mutants(args: &MutantsArgs) -> Result<()> {
     }
     let mut out = std::io::stdout().lock();
     write!(out, "{}", mutants::table(&outcomes))?;
+    if outcomes.iter().any(|o| o.log.is_some()) {
+        writeln!(
+            out,
+            "each run's whole test output: {}/MUTANT.KERNEL.log",
+            mutants::log_dir(manifest).display()
+        )?;
+    }
     let caught = outcomes.iter().filter(|o| o.verdict.caught()).count();
     let names: std::collections::BTreeSet<&str> =
         outcomes.iter().map(|o| o.mutant.as_str()).collect();

@@ -68,6 +68,15 @@ pub struct Outcome {
     pub build: Duration,
     /// Running the tests.
     pub test: Duration,
+    /// The tests' whole output, kept for reading after the table (in
+    /// [`log_dir`]), if they ran and it could be written.
+    pub log: Option<PathBuf>,
+}
+
+/// Where each mutant's test output is kept: `target/mutants/`, one file
+/// per mutant and kernel (`NAME.KERNEL.log`), overwritten by the next run.
+pub fn log_dir(manifest: &Path) -> PathBuf {
+    manifest.join("target/mutants")
 }
 
 /// The `*.patch` files of `dir`, sorted, whose names contain `filter`, as
@@ -126,27 +135,41 @@ pub fn run_one(mutant: &Path, kernel: Variant, tests: &[String], filter: Option<
                 verdict: Verdict::BuildFailed(e),
                 build,
                 test: Duration::ZERO,
+                log: None,
             }
         }
     };
     let started = Instant::now();
-    let verdict = run_tests(&library, kernel, tests, filter);
+    let (verdict, output) = run_tests(&library, kernel, tests, filter);
+    let test = started.elapsed();
+    let dir = log_dir(Path::new(env!("CARGO_MANIFEST_DIR")));
+    let path = dir.join(format!("{name}.{}.log", kernel.name()));
+    let log = output
+        .filter(|text| std::fs::create_dir_all(&dir).is_ok() && std::fs::write(&path, text).is_ok())
+        .map(|_| path);
     Outcome {
         mutant: name,
         kernel,
         verdict,
         build,
-        test: started.elapsed(),
+        test,
+        log,
     }
 }
 
-/// Runs `cargo test` for `kernel` with `LKL_LIBRARY=library`.
-fn run_tests(library: &Path, kernel: Variant, tests: &[String], filter: Option<&str>) -> Verdict {
+/// Runs `cargo test` for `kernel` with `LKL_LIBRARY=library`: the verdict
+/// and, if cargo ran, its whole output.
+fn run_tests(
+    library: &Path,
+    kernel: Variant,
+    tests: &[String],
+    filter: Option<&str>,
+) -> (Verdict, Option<String>) {
     let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
     let target = target_dir(manifest, kernel);
     if kernel != Variant::Default {
         if let Err(e) = link_cache(&target) {
-            return Verdict::NotRun(e);
+            return (Verdict::NotRun(e), None);
         }
     }
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
@@ -175,7 +198,7 @@ fn run_tests(library: &Path, kernel: Variant, tests: &[String], filter: Option<&
     }
     let output = match cmd.output() {
         Ok(o) => o,
-        Err(e) => return Verdict::NotRun(format!("cannot run cargo test: {e}")),
+        Err(e) => return (Verdict::NotRun(format!("cannot run cargo test: {e}")), None),
     };
     let text = format!(
         "{}{}",
@@ -183,9 +206,9 @@ fn run_tests(library: &Path, kernel: Variant, tests: &[String], filter: Option<&
         String::from_utf8_lossy(&output.stderr)
     );
     if output.status.success() {
-        return Verdict::Survived;
+        return (Verdict::Survived, Some(text));
     }
-    match first_failure(&text) {
+    let verdict = match first_failure(&text) {
         Some((test, message)) => Verdict::Caught {
             test,
             message,
@@ -195,7 +218,8 @@ fn run_tests(library: &Path, kernel: Variant, tests: &[String], filter: Option<&
             "cargo test failed before any test failed:\n{}",
             tail(&text, 30)
         )),
-    }
+    };
+    (verdict, Some(text))
 }
 
 /// `target/<dir>/lkl` links to the shared kernel cache, as in CI.
@@ -256,7 +280,9 @@ pub fn first_failure(output: &str) -> Option<(String, String)> {
 /// line, the first frame in `kernel/hello.c` after it. A report that the
 /// output only quotes, in the `left:`/`right:` values of a failed
 /// assertion on the log (a test that stopped at its first check, before
-/// its `finish()`), comes second, and says so.
+/// its `finish()`), comes second, and says so. Of those, the first that
+/// names a line of `kernel/hello.c` wins: the same report printed whole by
+/// another test's `finish()` has the frames that a snapshot's diff lacks.
 pub fn first_report(output: &str) -> Option<String> {
     let lines: Vec<&str> = output.lines().collect();
     // Quoted: in an assertion's `left:`/`right:` values, or in a string
@@ -267,55 +293,65 @@ pub fn first_report(output: &str) -> Option<String> {
             || t.starts_with("right:")
             || report_at(l).is_some_and(|at| l[..at].contains('"'))
     };
-    let at = lines
-        .iter()
-        .position(|l| !is_quoted(l) && report_at(l).is_some());
-    let Some(at) = at else {
+    let at_hello = |s: &str| {
+        strip_stamp(s)
+            .trim_start_matches("kmemleak:")
+            .trim()
+            .to_string()
+    };
+    let mut reports: Vec<(String, Option<String>)> = Vec::new();
+    for (i, line) in lines.iter().enumerate() {
+        let Some(from) = report_at(line) else {
+            continue;
+        };
+        if is_quoted(line) {
+            continue;
+        }
+        // From the checker's own words: a line that shows the log (a
+        // snapshot's diff, say) has its own prefix before them.
+        let title = strip_stamp(&line[from..]);
+        let frame = if title.contains("kernel/hello.c:") {
+            Some(String::new())
+        } else {
+            // Its own frames: up to the next report.
+            lines[i + 1..]
+                .iter()
+                .take(80)
+                .take_while(|l| report_at(l).is_none())
+                .find(|l| l.contains("(kernel/hello.c:"))
+                .map(|l| at_hello(l))
+        };
+        reports.push((title, frame));
+    }
+    for line in lines.iter().filter(|l| is_quoted(l)) {
+        let Some(from) = report_at(line) else {
+            continue;
+        };
         // A log line quoted as a string in a value: the report and its
         // frames are strings of one line.
-        let line = lines
-            .iter()
-            .find(|l| is_quoted(l) && report_at(l).is_some())?;
-        let from = report_at(line)?;
         let rest = &line[from..];
-        let title = rest.split('"').next().unwrap_or(rest).trim();
-        let title = strip_stamp(title);
+        let title = strip_stamp(rest.split('"').next().unwrap_or(rest).trim());
         let frame = if title.contains("kernel/hello.c:") {
-            None
+            Some(String::new())
         } else {
             rest.split('"')
                 .find(|s| s.contains("(kernel/hello.c:"))
-                .map(|s| {
-                    strip_stamp(s)
-                        .trim_start_matches("kmemleak:")
-                        .trim()
-                        .to_string()
-                })
+                .map(at_hello)
         };
-        return Some(match frame {
-            Some(frame) => format!("{title} at {frame} (in the log an assertion compared)"),
-            None => format!("{title} (in the log an assertion compared)"),
-        });
-    };
-    // From the checker's own words: a line that shows the log (a
-    // snapshot's diff, say) has its own prefix before them.
-    let title = strip_stamp(&lines[at][report_at(lines[at]).unwrap_or(0)..]);
-    if title.contains("kernel/hello.c:") {
-        return Some(title);
+        reports.push((format!("{title} (in the log an assertion compared)"), frame));
     }
-    let frame = lines[at + 1..]
+    let (title, frame) = reports
         .iter()
-        .take(80)
-        .find(|l| l.contains("(kernel/hello.c:"))
-        .map(|l| {
-            strip_stamp(l)
-                .trim_start_matches("kmemleak:")
-                .trim()
-                .to_string()
-        });
-    Some(match frame {
-        Some(frame) => format!("{title} at {frame}"),
-        None => title,
+        .find(|(_, frame)| frame.is_some())
+        .or(reports.first())?;
+    Some(match frame.as_deref() {
+        Some(frame) if !frame.is_empty() => {
+            match title.strip_suffix(" (in the log an assertion compared)") {
+                Some(title) => format!("{title} at {frame} (in the log an assertion compared)"),
+                None => format!("{title} at {frame}"),
+            }
+        }
+        _ => title.clone(),
     })
 }
 
@@ -461,6 +497,15 @@ the kernel reported a bug: the log has 3 warning line(s):
         assert_eq!(
             first_report(diff).as_deref(),
             Some("BUG: KASAN: slab-out-of-bounds in string+0xdd/0x1e0")
+        );
+        // The same report printed whole later (another test's finish())
+        // names the line in hello.c, which the diff cannot: it wins.
+        assert_eq!(
+            first_report(&format!("{diff}{output}")).as_deref(),
+            Some(
+                "BUG: KASAN: slab-use-after-free in string+0xe1/0x1e0 (lib/vsprintf.c:646) \
+                 at __se_sys_hello.cold+0x32/0x39 (kernel/hello.c:78)"
+            )
         );
         let in_message = "assertion `left == right` failed: [Record { text: \"BUG: KASAN: \
                           slab-out-of-bounds in string+0xdd/0x1e0\" }]\n";
