@@ -208,6 +208,13 @@ fn run_tests(
     if output.status.success() {
         return (Verdict::Survived, Some(text));
     }
+    // A test that stopped at a check of the log quotes the raw report,
+    // whose frames only `finish()` gives source lines: give them here,
+    // from the mutant's own library.
+    let text = match crate::symbolize::Image::load(library, 0) {
+        Ok(image) => annotate_frames(&text, &image),
+        Err(_) => text,
+    };
     let verdict = match first_failure(&text) {
         Some((test, message)) => Verdict::Caught {
             test,
@@ -260,6 +267,10 @@ pub fn first_failure(output: &str) -> Option<(String, String)> {
             if line.contains("panicked at") {
                 continue;
             }
+            if line.contains("Snapshot Summary") {
+                message = snapshot_message(&mut lines);
+                break;
+            }
             if !line.trim().is_empty() {
                 message = line.trim().to_string();
                 break;
@@ -273,6 +284,24 @@ pub fn first_failure(output: &str) -> Option<(String, String)> {
         return Some((test, message));
     }
     None
+}
+
+/// An insta snapshot failure in a line: `snapshot stress_counts differs:
+/// lines_lost: 6, ...` with the new values of the lines that changed,
+/// read from the diff after insta's "Snapshot Summary" banner.
+fn snapshot_message<'a>(lines: &mut impl Iterator<Item = &'a str>) -> String {
+    let mut name = String::new();
+    let mut new = Vec::new();
+    for line in lines.by_ref() {
+        if let Some(n) = line.strip_prefix("Snapshot: ") {
+            name = n.trim().to_string();
+        } else if let Some((_, change)) = line.split_once("│+") {
+            new.push(change.trim().trim_end_matches(',').to_string());
+        } else if line.starts_with("To update snapshots") || line.contains("panicked at") {
+            break;
+        }
+    }
+    format!("snapshot {name} differs: {}", new.join(", "))
 }
 
 /// The first kernel checker report in `output` (its title line, without
@@ -293,7 +322,17 @@ pub fn first_report(output: &str) -> Option<String> {
             || t.starts_with("right:")
             || report_at(l).is_some_and(|at| l[..at].contains('"'))
     };
+    // A frame as the kernel printed it, without what shows the log around
+    // it: a snapshot diff's `19 │+`, the record's level `<3>`, stamps.
     let at_hello = |s: &str| {
+        let s = s.rsplit_once('│').map_or(s, |(_, after)| after);
+        let s = s.trim_start_matches(['+', '-', ' ']);
+        let s = match s.strip_prefix('<') {
+            Some(rest) if rest.starts_with(|c: char| c.is_ascii_digit()) => {
+                rest.split_once('>').map_or(s, |(_, after)| after)
+            }
+            _ => s,
+        };
         strip_stamp(s)
             .trim_start_matches("kmemleak:")
             .trim()
@@ -344,6 +383,7 @@ pub fn first_report(output: &str) -> Option<String> {
         .iter()
         .find(|(_, frame)| frame.is_some())
         .or(reports.first())?;
+    let title = &crate::check::relative_sources(title);
     Some(match frame.as_deref() {
         Some(frame) if !frame.is_empty() => {
             match title.strip_suffix(" (in the log an assertion compared)") {
@@ -353,6 +393,38 @@ pub fn first_report(output: &str) -> Option<String> {
         }
         _ => title.clone(),
     })
+}
+
+/// `text` with a source location after each kernel frame that has none
+/// (`sys_hello+0x9f/0x1c0` becomes `sys_hello+0x9f/0x1c0
+/// (kernel/hello.c:72)`), in the strings that a failed assertion quotes as
+/// well: the location goes right after the frame, inside its quotes.
+pub fn annotate_frames(text: &str, image: &crate::symbolize::Image) -> String {
+    static FRAME: std::sync::LazyLock<regex::Regex> = std::sync::LazyLock::new(|| {
+        regex::Regex::new(r"\b([A-Za-z_][A-Za-z0-9_.]*)\+0x([0-9a-f]+)/0x([0-9a-f]+)")
+            .expect("a valid pattern")
+    });
+    let mut out = String::with_capacity(text.len());
+    let mut last = 0;
+    for m in FRAME.captures_iter(text) {
+        let whole = m.get(0).expect("a match");
+        out.push_str(&text[last..whole.end()]);
+        last = whole.end();
+        if text[last..].starts_with(" (") {
+            continue;
+        }
+        let offset = u64::from_str_radix(&m[2], 16).unwrap_or(0);
+        let size = u64::from_str_radix(&m[3], 16).ok();
+        // A frame's address is a return address: the call is just before.
+        if let Some(location) = image
+            .place_of_symbol(&m[1], offset.saturating_sub(1), size)
+            .and_then(|p| p.location())
+        {
+            out.push_str(&format!(" ({location})"));
+        }
+    }
+    out.push_str(&text[last..]);
+    out
 }
 
 /// Where in `line` a kernel checker's report title starts, if it has one.
@@ -468,6 +540,30 @@ assertion `left == right` failed: pad 1
             ))
         );
         assert_eq!(first_failure("test result: ok. 3 passed"), None);
+        // A snapshot's failure: its name and the new values.
+        let snapshot = "\
+     Running tests/snapshots.rs (target/debug/deps/snapshots-1)
+---- stress_counts stdout ----
+━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━ Snapshot Summary ━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━
+Snapshot file: tests/../snapshots/stress_counts.snap
+Snapshot: stress_counts
+-old snapshot
++new results
+────────────┬───────────────────────────────────────────────────────────────────
+    7     7 │     lines_captured: 2496,
+    8       │-    lines_lost: 0,
+          8 │+    lines_lost: 6,
+          9 │+    wrong_caller: 2,
+   12    12 │ }
+To update snapshots run `cargo insta review` or set `INSTA_UPDATE=always`
+";
+        assert_eq!(
+            first_failure(snapshot),
+            Some((
+                "snapshots::stress_counts".into(),
+                "snapshot stress_counts differs: lines_lost: 6, wrong_caller: 2".into()
+            ))
+        );
     }
 
     #[test]
@@ -497,6 +593,18 @@ the kernel reported a bug: the log has 3 warning line(s):
         assert_eq!(
             first_report(diff).as_deref(),
             Some("BUG: KASAN: slab-out-of-bounds in string+0xdd/0x1e0")
+        );
+        // A frame in a snapshot's diff, without the diff's and the log's
+        // prefixes.
+        let diff_frames = "    3     3 │+<3>BUG: KASAN: slab-out-of-bounds in string+0xdd/0x1e0 \
+                           (lib/vsprintf.c:646)\n   19       │+<3> __se_sys_hello.cold+0x11/0x38 \
+                           (kernel/hello.c:75)\n";
+        assert_eq!(
+            first_report(diff_frames).as_deref(),
+            Some(
+                "BUG: KASAN: slab-out-of-bounds in string+0xdd/0x1e0 (lib/vsprintf.c:646) at \
+                 __se_sys_hello.cold+0x11/0x38 (kernel/hello.c:75)"
+            )
         );
         // The same report printed whole later (another test's finish())
         // names the line in hello.c, which the diff cannot: it wins.
