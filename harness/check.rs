@@ -292,6 +292,54 @@ pub const LEAK_SETTLE: Duration = Duration::from_millis(100);
 /// would take minutes on the debug kernel.
 pub const LEAK_REPORTS_LOGGED: usize = 16;
 
+/// The log lines (`<4>kmemleak: ...`, each ending in a newline) for
+/// `reports`, kmemleak's new reports of one scan, each a list of lines:
+/// at most [`LEAK_REPORTS_LOGGED`] reports whole, the first of each
+/// allocation backtrace before any second one, then a line counting them
+/// all.
+pub fn leak_log_lines(reports: &[Vec<&str>]) -> Vec<String> {
+    // The frames after "backtrace (crc ...):" (the crc is of the object's
+    // contents, not of its stack).
+    let backtrace = |report: &[&str]| -> Vec<String> {
+        report
+            .iter()
+            .skip_while(|l| !l.trim_start().starts_with("backtrace"))
+            .skip(1)
+            .map(|l| l.trim().to_string())
+            .collect()
+    };
+    let mut seen = std::collections::HashSet::new();
+    let (first_of_site, same_site): (Vec<_>, Vec<_>) = reports
+        .iter()
+        .partition(|report| seen.insert(backtrace(report)));
+    let sites = first_of_site.len();
+    let count = reports.len();
+    let unlogged = match count.saturating_sub(LEAK_REPORTS_LOGGED) {
+        0 => String::new(),
+        n => match sites.saturating_sub(LEAK_REPORTS_LOGGED) {
+            0 => {
+                format!("; {n} of them are not shown above, each with the backtrace of one that is")
+            }
+            hidden => format!(
+                "; {n} of them are not shown above, {hidden} of them with a backtrace that none \
+                 shown has"
+            ),
+        },
+    };
+    first_of_site
+        .into_iter()
+        .chain(same_site)
+        .take(LEAK_REPORTS_LOGGED)
+        .flatten()
+        .map(|line| format!("<4>kmemleak: {line}\n"))
+        .chain(std::iter::once(format!(
+            "<4>kmemleak: {count} memory leak(s) confirmed by a scan {} ms after the \
+             first{unlogged} (see /sys/kernel/debug/kmemleak)\n",
+            LEAK_SETTLE.as_millis()
+        )))
+        .collect()
+}
+
 /// `S_IFCHR`, the file type of a character device.
 const S_IFCHR: u32 = 0o020000;
 
@@ -393,7 +441,10 @@ impl Kernel {
 
     /// Writes the reports of `leaks` (the text of the kmemleak debugfs
     /// file) that are not in the log yet to the log, a line a record, as
-    /// kmemleak itself prints them.
+    /// kmemleak itself prints them: at most [`LEAK_REPORTS_LOGGED`], one
+    /// for each allocation backtrace first, so that a rare leak is shown
+    /// beside one that a stress run made thousands of times. A line after
+    /// them counts them all.
     fn log_leaks(&self, leaks: &str) -> Result<(), Errno> {
         let mut reports: Vec<Vec<&str>> = Vec::new();
         for line in leaks.lines() {
@@ -429,21 +480,7 @@ impl Kernel {
             Ok(_) | Err(Errno::EEXIST) => {}
             Err(e) => return Err(e),
         }
-        let count = reports.len();
-        let unlogged = match count.saturating_sub(LEAK_REPORTS_LOGGED) {
-            0 => String::new(),
-            n => format!("; {n} of them are not shown above"),
-        };
-        let lines = reports
-            .iter()
-            .take(LEAK_REPORTS_LOGGED)
-            .flatten()
-            .map(|line| format!("<4>kmemleak: {line}\n"))
-            .chain(std::iter::once(format!(
-                "<4>kmemleak: {count} memory leak(s) confirmed by a scan {} ms after the \
-                 first{unlogged} (see /sys/kernel/debug/kmemleak)\n",
-                LEAK_SETTLE.as_millis()
-            )));
+        let lines = leak_log_lines(&reports);
         for line in lines {
             // One open per line: /dev/kmsg limits each open file to a
             // burst of ten records.
@@ -627,6 +664,76 @@ mod tests {
             text: text.into(),
             ..Record::default()
         }
+    }
+
+    /// One leak report as kmemleak's debugfs file has it.
+    fn leak_report(addr: usize, site: &str) -> Vec<String> {
+        vec![
+            format!("unreferenced object 0x{addr:x} (size 8):"),
+            "  comm \"host31\", pid 31, jiffies 4294937296".into(),
+            "  backtrace (crc 1a2b3c4d):".into(),
+            "    kmemleak_alloc+0x1/0x2 (mm/kmemleak.c:1)".into(),
+            format!("    {site}"),
+        ]
+    }
+
+    #[test]
+    fn a_rare_leak_is_logged_beside_one_made_thousands_of_times() {
+        let mut owned: Vec<Vec<String>> = (0..1000)
+            .map(|i| leak_report(0x1000 + 8 * i, "sys_hello+0x152/0x1d0 (kernel/hello.c:72)"))
+            .collect();
+        owned.push(leak_report(0x9000, "rare_site+0x10/0x40 (kernel/rare.c:9)"));
+        let reports: Vec<Vec<&str>> = owned
+            .iter()
+            .map(|r| r.iter().map(String::as_str).collect())
+            .collect();
+        let lines = leak_log_lines(&reports);
+        let objects: Vec<&String> = lines
+            .iter()
+            .filter(|l| l.contains("unreferenced object"))
+            .collect();
+        assert_eq!(objects.len(), LEAK_REPORTS_LOGGED);
+        // The rare one, last of the scan, is second: one a backtrace first.
+        assert!(objects[1].contains("0x9000"), "{objects:?}");
+        assert!(lines.iter().any(|l| l.contains("rare_site+0x10/0x40")));
+        let last = lines.last().expect("a count line");
+        assert!(
+            last.contains(
+                "1001 memory leak(s) confirmed by a scan 100 ms after the first; 985 of them are \
+                 not shown above, each with the backtrace of one that is"
+            ),
+            "{last}"
+        );
+        assert!(lines
+            .iter()
+            .all(|l| l.starts_with("<4>kmemleak: ") && l.ends_with('\n')));
+
+        // More backtraces than are shown: said so.
+        let owned: Vec<Vec<String>> = (0..20)
+            .map(|i| leak_report(0x1000 + 8 * i, &format!("site{i}+0x1/0x2")))
+            .collect();
+        let reports: Vec<Vec<&str>> = owned
+            .iter()
+            .map(|r| r.iter().map(String::as_str).collect())
+            .collect();
+        let lines = leak_log_lines(&reports);
+        assert!(
+            lines.last().expect("a count line").contains(
+                "20 memory leak(s) confirmed by a scan 100 ms after the first; 4 of them are not \
+                 shown above, 4 of them with a backtrace that none shown has"
+            ),
+            "{lines:?}"
+        );
+        // Few leaks: all shown, and only counted.
+        let lines = leak_log_lines(&reports[..3]);
+        assert_eq!(
+            lines.iter().filter(|l| l.contains("unreferenced")).count(),
+            3
+        );
+        assert!(lines
+            .last()
+            .expect("a count line")
+            .contains("3 memory leak(s) confirmed by a scan 100 ms after the first (see"));
     }
 
     #[test]
