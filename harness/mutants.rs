@@ -177,10 +177,10 @@ fn run_tests(
     // Every target, past the first that fails: a test that stops at a
     // check of the log only quotes a report, which another target's
     // `finish()` prints whole, with the source line of each frame.
-    cmd.current_dir(manifest)
-        .arg("test")
-        .arg("--quiet")
-        .arg("--no-fail-fast");
+    // Not quiet: cargo's `Running tests/NAME.rs` lines (on stderr, in
+    // order with the tests' output through one pipe) name each test's
+    // target.
+    cmd.current_dir(manifest).arg("test").arg("--no-fail-fast");
     for test in tests {
         cmd.arg("--test").arg(test);
     }
@@ -196,16 +196,11 @@ fn run_tests(
     } else {
         cmd.env("LKL_KERNEL", kernel.name());
     }
-    let output = match cmd.output() {
-        Ok(o) => o,
+    let (status, text) = match run_merged(cmd) {
+        Ok(run) => run,
         Err(e) => return (Verdict::NotRun(format!("cannot run cargo test: {e}")), None),
     };
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
-    if output.status.success() {
+    if status.success() {
         return (Verdict::Survived, Some(text));
     }
     // A test that stopped at a check of the log quotes the raw report,
@@ -362,27 +357,40 @@ pub fn first_report(output: &str) -> Option<String> {
         };
         reports.push((title, frame));
     }
-    for line in lines.iter().filter(|l| is_quoted(l)) {
+    for (i, line) in lines.iter().enumerate() {
         let Some(from) = report_at(line) else {
             continue;
         };
-        // A log line quoted as a string in a value: the report and its
-        // frames are strings of one line.
+        if !is_quoted(line) {
+            continue;
+        }
+        // A log line quoted as a string in a value: its frames are the
+        // strings after it, on its line (`{:?}`) or on the lines after it,
+        // one a line (`{:#?}`), up to the next report.
         let rest = &line[from..];
         let title = strip_stamp(rest.split('"').next().unwrap_or(rest).trim());
         let frame = if title.contains("kernel/hello.c:") {
             Some(String::new())
         } else {
-            rest.split('"')
+            let after = lines[i + 1..]
+                .iter()
+                .take(80)
+                .take_while(|l| report_at(l).is_none());
+            std::iter::once(rest)
+                .chain(after.copied())
+                .flat_map(|l| l.split('"'))
                 .find(|s| s.contains("(kernel/hello.c:"))
                 .map(at_hello)
         };
         reports.push((format!("{title} (in the log an assertion compared)"), frame));
     }
+    // The first report, or the first of its kind that names its line in
+    // hello.c: the same bug, printed whole by another test's `finish()`.
+    let first = reports.first()?;
     let (title, frame) = reports
         .iter()
-        .find(|(_, frame)| frame.is_some())
-        .or(reports.first())?;
+        .find(|(title, frame)| frame.is_some() && kind(title) == kind(&first.0))
+        .unwrap_or(first);
     let title = &crate::check::relative_sources(title);
     Some(match frame.as_deref() {
         Some(frame) if !frame.is_empty() => {
@@ -393,6 +401,24 @@ pub fn first_report(output: &str) -> Option<String> {
         }
         _ => title.clone(),
     })
+}
+
+/// Runs `cmd` with its stdout and stderr through one pipe, so that its
+/// output reads in the order it was written: its exit status and output.
+fn run_merged(mut cmd: Command) -> std::io::Result<(std::process::ExitStatus, String)> {
+    use std::io::Read;
+
+    let (mut reader, writer) = std::io::pipe()?;
+    cmd.stdout(writer.try_clone()?).stderr(writer);
+    let mut child = cmd.spawn()?;
+    // Our copies of the write end go with `cmd`: the read ends when the
+    // child (and anything it spawned) has closed its own.
+    drop(cmd);
+    let mut bytes = Vec::new();
+    let read = reader.read_to_end(&mut bytes);
+    let status = child.wait()?;
+    read?;
+    Ok((status, String::from_utf8_lossy(&bytes).into_owned()))
 }
 
 /// `text` with a source location after each kernel frame that has none
@@ -428,6 +454,17 @@ pub fn annotate_frames(text: &str, image: &crate::symbolize::Image) -> String {
 }
 
 /// Where in `line` a kernel checker's report title starts, if it has one.
+/// A report's kind: its title up to what it names (`BUG: KASAN:
+/// slab-out-of-bounds`, `UBSAN: shift-out-of-bounds`, `unreferenced
+/// object`).
+fn kind(title: &str) -> &str {
+    let title = title.split(" in ").next().unwrap_or(title);
+    match title.find(" 0x") {
+        Some(at) => &title[..at],
+        None => title,
+    }
+}
+
 fn report_at(line: &str) -> Option<usize> {
     for marker in [
         "BUG: KASAN:",
@@ -439,7 +476,15 @@ fn report_at(line: &str) -> Option<usize> {
             return Some(i);
         }
     }
-    (crate::check::is_splat(line) && !line.contains("memory leak(s) confirmed")).then_some(0)
+    if !crate::check::is_splat(line) || line.contains("memory leak(s) confirmed") {
+        return None;
+    }
+    // Another report (WARNING, lockdep, ...): where its marker starts.
+    crate::check::SPLAT_MARKERS
+        .iter()
+        .filter_map(|marker| line.find(marker))
+        .min()
+        .or(Some(0))
 }
 
 /// A log line without its `[    0.157949] [T31] ` stamps.
@@ -608,11 +653,39 @@ the kernel reported a bug: the log has 3 warning line(s):
         );
         // The same report printed whole later (another test's finish())
         // names the line in hello.c, which the diff cannot: it wins.
+        let uaf_diff = "    3     3 │+<3>BUG: KASAN: slab-use-after-free in string+0xe1/0x1e0\n";
         assert_eq!(
-            first_report(&format!("{diff}{output}")).as_deref(),
+            first_report(&format!("{uaf_diff}{output}")).as_deref(),
             Some(
                 "BUG: KASAN: slab-use-after-free in string+0xe1/0x1e0 (lib/vsprintf.c:646) \
                  at __se_sys_hello.cold+0x32/0x39 (kernel/hello.c:78)"
+            )
+        );
+        // A report of another kind does not: it is another bug.
+        assert_eq!(
+            first_report(&format!("{diff}{output}")).as_deref(),
+            Some("BUG: KASAN: slab-out-of-bounds in string+0xdd/0x1e0")
+        );
+        // Pretty-printed (`{:#?}`): a string a line, frames included.
+        let pretty =
+            "  left: [\n    \"BUG: KASAN: slab-use-after-free in string+0xe1/0x1e0\",\n    \
+                      \" __se_sys_hello.cold+0x32/0x39 (kernel/hello.c:78)\",\n]\n";
+        assert_eq!(
+            first_report(pretty).as_deref(),
+            Some(
+                "BUG: KASAN: slab-use-after-free in string+0xe1/0x1e0 at \
+                 __se_sys_hello.cold+0x32/0x39 (kernel/hello.c:78) (in the log an assertion \
+                 compared)"
+            )
+        );
+        // Another report than the memory checkers': its title from its
+        // marker, not from the start of the quoting line.
+        let warn = "  left: [\"WARNING: CPU: 0 PID: 31 at kernel/hello.c:60 sys_hello+0x1/0x2\"]\n";
+        assert_eq!(
+            first_report(warn).as_deref(),
+            Some(
+                "WARNING: CPU: 0 PID: 31 at kernel/hello.c:60 sys_hello+0x1/0x2 (in the log an \
+                 assertion compared)"
             )
         );
         let in_message = "assertion `left == right` failed: [Record { text: \"BUG: KASAN: \
