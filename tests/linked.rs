@@ -28,6 +28,11 @@ fn the_linked_kernel_reads_names_from_the_programs_static_memory() {
     assert_eq!(texts(&records), greetings(b"world", false));
 
     let data = HelloArgs::raw(0, 0, (&raw const DATA_NAME) as usize);
+    assert_eq!(
+        section_at((&raw const DATA_NAME) as usize),
+        ".data",
+        "DATA_NAME's section"
+    );
     let (ret, records) = logged(&kernel, || kernel.hello(&data));
     assert_eq!(ret, Ok(()));
     assert_eq!(texts(&records), greetings(b"data", false));
@@ -39,6 +44,7 @@ fn the_linked_kernel_reads_names_from_the_programs_static_memory() {
         std::ptr::copy_nonoverlapping(c"bss".as_ptr().cast::<u8>(), name, 4);
         name as usize
     };
+    assert_eq!(section_at(bss), ".bss", "BSS_NAME's section");
     let (ret, records) = logged(&kernel, || kernel.hello(&HelloArgs::raw(0, 0, bss)));
     assert_eq!(ret, Ok(()));
     assert_eq!(texts(&records), greetings(b"bss", false));
@@ -48,7 +54,8 @@ fn the_linked_kernel_reads_names_from_the_programs_static_memory() {
     let arena_name = HelloArgs::raw(0, 0, arena_start + 4096);
     assert_eq!(kernel.hello(&arena_name), Err(Errno::EFAULT));
     for (section, symbol) in KERNEL_SYMBOLS {
-        let address = linked_kernel_symbol(symbol);
+        let (address, found_in) = linked_symbol(symbol);
+        assert_eq!(found_in, format!(".{section}"), "the section of {symbol}");
         let name = HelloArgs::raw(0, 0, address);
         assert_eq!(
             kernel.hello(&name),
@@ -67,24 +74,61 @@ const KERNEL_SYMBOLS: [(&str, &str); 4] = [
     ("bss", "lkl_host0"),
 ];
 
-/// Where `name`, a symbol of the kernel linked into this executable, is
-/// in memory: its value in the executable's symbol table, moved by the
-/// load bias that `lkl_syscall`'s own address gives.
-fn linked_kernel_symbol(name: &str) -> usize {
-    use object::{Object, ObjectSymbol};
-
-    extern "C" {
-        fn lkl_syscall(nr: std::ffi::c_long, params: *mut std::ffi::c_long) -> std::ffi::c_long;
-    }
+/// This test's executable, read and parsed by `f`.
+fn with_executable<R>(f: impl FnOnce(&object::File<'_>) -> R) -> R {
     let exe = std::env::current_exe().expect("this test's executable");
     let image = std::fs::read(&exe).expect("read this test's executable");
     let file = object::File::parse(&*image).expect("this test's executable is an object file");
-    let value = |wanted: &str| {
-        file.symbols()
-            .find(|s| s.name() == Ok(wanted))
-            .map(|s| s.address() as usize)
-            .unwrap_or_else(|| panic!("{wanted} is in {}'s symbol table", exe.display()))
+    f(&file)
+}
+
+/// The value of `wanted`, a symbol defined once in `file` (the kernel's
+/// own are local symbols), and the name of its section.
+fn symbol_in(file: &object::File<'_>, wanted: &str) -> (usize, String) {
+    use object::{Object, ObjectSection, ObjectSymbol};
+
+    let found: Vec<_> = file
+        .symbols()
+        .filter(|s| s.is_definition() && s.name() == Ok(wanted))
+        .collect();
+    let [ref symbol] = found[..] else {
+        panic!("{wanted} is defined {} times, not once", found.len());
     };
-    let bias = (lkl_syscall as *const () as usize).wrapping_sub(value("lkl_syscall"));
-    value(name).wrapping_add(bias)
+    let section = symbol
+        .section_index()
+        .and_then(|i| file.section_by_index(i).ok())
+        .and_then(|s| s.name().ok().map(String::from))
+        .unwrap_or_default();
+    (symbol.address() as usize, section)
+}
+
+/// How far this executable was moved when it was loaded: where
+/// `lkl_syscall` is, less its value in the symbol table.
+fn load_bias(file: &object::File<'_>) -> usize {
+    extern "C" {
+        fn lkl_syscall(nr: std::ffi::c_long, params: *mut std::ffi::c_long) -> std::ffi::c_long;
+    }
+    (lkl_syscall as *const () as usize).wrapping_sub(symbol_in(file, "lkl_syscall").0)
+}
+
+/// Where `name`, a symbol of this executable (of the kernel linked into
+/// it, say), is in memory, and the name of its section.
+fn linked_symbol(name: &str) -> (usize, String) {
+    with_executable(|file| {
+        let (value, section) = symbol_in(file, name);
+        (value.wrapping_add(load_bias(file)), section)
+    })
+}
+
+/// The name of the section of this executable that holds `address`.
+fn section_at(address: usize) -> String {
+    use object::{Object, ObjectSection};
+
+    with_executable(|file| {
+        let probe = address.wrapping_sub(load_bias(file)) as u64;
+        file.sections()
+            .find(|s| (s.address()..s.address() + s.size()).contains(&probe))
+            .and_then(|s| s.name().ok().map(String::from))
+            .unwrap_or_else(|| panic!("no section holds {address:#x}"))
+    })
 }
