@@ -460,6 +460,9 @@ impl Kernel {
                     let (stop_tx, stop_rx) = crossbeam_channel::bounded(0);
                     let (host, progress) = (host.clone(), progress.clone());
                     let state = crate::ffi::CpusState::new(api.cpus_state, api.library.clone());
+                    if testing::FAIL_HANG_MONITOR_SPAWN.swap(false, Ordering::SeqCst) {
+                        return Err(std::io::Error::other("failure injected by a test"));
+                    }
                     std::thread::Builder::new()
                         .name("lkl-hang-monitor".into())
                         .spawn(move || monitor_hangs(host, state, progress, timeout, stop_rx))
@@ -728,6 +731,17 @@ impl Drop for Kernel {
             std::mem::forget(self.host.clone());
         }
     }
+}
+
+/// Failures that tests inject into paths nothing else can reach.
+#[doc(hidden)]
+pub mod testing {
+    use std::sync::atomic::AtomicBool;
+
+    /// The next boot that spawns a hang monitor fails to, after the
+    /// kernel is up (`Kernel::boot` must then leave the running kernel
+    /// loaded).
+    pub static FAIL_HANG_MONITOR_SPAWN: AtomicBool = AtomicBool::new(false);
 }
 
 /// A kernel that could not be brought up may still have threads running
