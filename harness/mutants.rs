@@ -207,7 +207,7 @@ fn run_tests(
     // whose frames only `finish()` gives source lines: give them here,
     // from the mutant's own library.
     let text = match crate::symbolize::Image::load(library, 0) {
-        Ok(image) => annotate_frames(&text, &image),
+        Ok(image) => image.annotate_frames(&text),
         Err(_) => text,
     };
     let verdict = match first_failure(&text) {
@@ -419,38 +419,6 @@ fn run_merged(mut cmd: Command) -> std::io::Result<(std::process::ExitStatus, St
     let status = child.wait()?;
     read?;
     Ok((status, String::from_utf8_lossy(&bytes).into_owned()))
-}
-
-/// `text` with a source location after each kernel frame that has none
-/// (`sys_hello+0x9f/0x1c0` becomes `sys_hello+0x9f/0x1c0
-/// (kernel/hello.c:72)`), in the strings that a failed assertion quotes as
-/// well: the location goes right after the frame, inside its quotes.
-pub fn annotate_frames(text: &str, image: &crate::symbolize::Image) -> String {
-    static FRAME: std::sync::LazyLock<regex::Regex> = std::sync::LazyLock::new(|| {
-        regex::Regex::new(r"\b([A-Za-z_][A-Za-z0-9_.]*)\+0x([0-9a-f]+)/0x([0-9a-f]+)")
-            .expect("a valid pattern")
-    });
-    let mut out = String::with_capacity(text.len());
-    let mut last = 0;
-    for m in FRAME.captures_iter(text) {
-        let whole = m.get(0).expect("a match");
-        out.push_str(&text[last..whole.end()]);
-        last = whole.end();
-        if text[last..].starts_with(" (") {
-            continue;
-        }
-        let offset = u64::from_str_radix(&m[2], 16).unwrap_or(0);
-        let size = u64::from_str_radix(&m[3], 16).ok();
-        // A frame's address is a return address: the call is just before.
-        if let Some(location) = image
-            .place_of_symbol(&m[1], offset.saturating_sub(1), size)
-            .and_then(|p| p.location())
-        {
-            out.push_str(&format!(" ({location})"));
-        }
-    }
-    out.push_str(&text[last..]);
-    out
 }
 
 /// Where in `line` a kernel checker's report title starts, if it has one.

@@ -14,6 +14,12 @@ use std::sync::LazyLock;
 use object::{Object, ObjectSymbol, SymbolKind};
 use regex::Regex;
 
+/// A kernel frame as kallsyms prints it: `function+0xoffset/0xsize`.
+static SYMBOL: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"\b([A-Za-z_][A-Za-z0-9_.]*)\+0x([0-9a-f]+)/0x([0-9a-f]+)")
+        .expect("a valid pattern")
+});
+
 /// Where a code address is.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Place {
@@ -139,6 +145,39 @@ impl Image {
         Some(place)
     }
 
+    /// The source location of a frame that [`SYMBOL`] matched,
+    /// `function+offset/size`: its offset is a return address, so the
+    /// call is the instruction before.
+    fn frame_location(&self, frame: &regex::Captures<'_>) -> Option<String> {
+        let offset = u64::from_str_radix(&frame[2], 16).unwrap_or(0);
+        let size = u64::from_str_radix(&frame[3], 16).ok();
+        self.place_of_symbol(&frame[1], offset.saturating_sub(1), size)
+            .and_then(|p| p.location())
+    }
+
+    /// `text` with a source location right after each kernel frame that
+    /// has none (`sys_hello+0x9f/0x1c0` becomes `sys_hello+0x9f/0x1c0
+    /// (kernel/hello.c:72)`), wherever it is: in the strings a failed
+    /// assertion quotes too, inside their quotes. [`annotate`](Self::annotate)
+    /// puts the locations at the end of each line instead.
+    pub fn annotate_frames(&self, text: &str) -> String {
+        let mut out = String::with_capacity(text.len());
+        let mut last = 0;
+        for m in SYMBOL.captures_iter(text) {
+            let end = m.get(0).map_or(last, |whole| whole.end());
+            out.push_str(&text[last..end]);
+            last = end;
+            if text[last..].starts_with(" (") {
+                continue;
+            }
+            if let Some(location) = self.frame_location(&m) {
+                out.push_str(&format!(" ({location})"));
+            }
+        }
+        out.push_str(&text[last..]);
+        out
+    }
+
     /// `text` with the source location appended to every code address in
     /// it: `sys_hello+0x9f/0x1c0` becomes `sys_hello+0x9f/0x1c0
     /// (kernel/hello.c:72)`, and a bare `0x7f12...` becomes `0x7f12...
@@ -150,10 +189,6 @@ impl Image {
     /// [`annotate`](Self::annotate), trying `host` (the test program) for
     /// the addresses this image does not know: the host frames of a trace.
     pub fn annotate_with(&self, text: &str, host: Option<&Image>) -> String {
-        static SYMBOL: LazyLock<Regex> = LazyLock::new(|| {
-            Regex::new(r"\b([A-Za-z_][A-Za-z0-9_.]*)\+0x([0-9a-f]+)/0x([0-9a-f]+)")
-                .expect("a valid pattern")
-        });
         static ADDRESS: LazyLock<Regex> =
             LazyLock::new(|| Regex::new(r"\b0x([0-9a-f]{9,16})\b").expect("a valid pattern"));
         let mut out = String::with_capacity(text.len());
@@ -164,12 +199,7 @@ impl Image {
             };
             let mut notes = Vec::new();
             for m in SYMBOL.captures_iter(body) {
-                let offset = u64::from_str_radix(&m[2], 16).unwrap_or(0);
-                let size = u64::from_str_radix(&m[3], 16).ok();
-                if let Some(location) = self
-                    .place_of_symbol(&m[1], offset.saturating_sub(1), size)
-                    .and_then(|p| p.location())
-                {
+                if let Some(location) = self.frame_location(&m) {
                     notes.push(location);
                 }
             }
