@@ -166,9 +166,9 @@ fn racy_stress(cpus: u32, rounds: u32) -> stress::Repeated {
 #[test]
 fn a_shared_buffer_race_in_hello_fails_a_stress_run_on_two_cpus() {
     // One run garbles greetings nearly always; on a host busy with other
-    // work (a kernel build, say) the two CPUs overlap less, so a few runs
-    // are allowed.
-    let repeated = racy_stress(2.max(lkl_harness::kernel::default_cpus()), 10);
+    // work (a kernel build, say) the two CPUs overlap less, so more runs
+    // are allowed. The repeat stops at the first failing run.
+    let repeated = racy_stress(2.max(lkl_harness::kernel::default_cpus()), 100);
     let summary = &repeated.last;
     let Err(err) = repeated.verify() else {
         panic!(
