@@ -42,10 +42,10 @@ pub const DEFAULT_CPUS: u32 = 2;
 /// The most CPUs the kernel was built for (`CONFIG_NR_CPUS`).
 pub const MAX_CPUS: u32 = crate::sys::kconfig::NR_CPUS;
 
-/// The least memory the kernel boots with, in MiB. The debug kernel
-/// needs more: its stack depot (KASAN's and kmemleak's stacks) takes a
-/// 16 MiB hash table at boot.
-pub const MIN_MEM_MIB: u32 = if cfg!(lkl_kernel = "debug") { 32 } else { 8 };
+/// The least memory the kernel boots with, in MiB: the debug kernel's
+/// too, now that its stack depot's hash table is sized for one test's
+/// kernel (`CONFIG_STACKDEPOT_HASH_ORDER` in `lkl/config/debug.config`).
+pub const MIN_MEM_MIB: u32 = 8;
 
 /// The most memory a kernel may have, in MiB. The arena itself is only
 /// reserved, but the kernel's map of it (`struct page`s, 1.6 % of it) is

@@ -25,6 +25,12 @@ fn kasan_and_kmemleak_are_on_and_a_clean_run_reports_nothing() {
         log.contains("kmemleak: Kernel memory leak detector initialized"),
         "{log}"
     );
+    // The stacks KASAN and kmemleak save go to a table sized for one
+    // test (lkl/config/debug.config), not KASAN's 16 MiB default.
+    assert!(
+        log.contains("stackdepot hash table entries: 16384 (order: 6, 262144 bytes"),
+        "{log}"
+    );
     for flags in [0, HELLO_FLAG_LOUD] {
         kernel
             .hello(&HelloArgs::new(c"world", flags))
