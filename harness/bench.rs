@@ -205,61 +205,131 @@ fn fresh_process_boots(args: &BenchArgs, kernel: &KernelArgs, report: &mut Repor
     Ok(())
 }
 
-fn private_boots(args: &BenchArgs, kernel: &KernelArgs, report: &mut Report) -> Result<()> {
-    let mut times = Vec::new();
-    for _ in 0..args.boots {
+/// The link-map namespaces glibc gives `dlmopen`: a private kernel loads
+/// in one of its own while one is free, and as a copy of the library
+/// after that.
+const NAMESPACES: usize = 15;
+
+/// Times `boots` private boots (`boot`, then a halt not timed) loaded in
+/// a link-map namespace of their own, and as many loaded as copies while
+/// small kernels hold every namespace: in alternating blocks, so that the
+/// machine's noise falls on both alike.
+fn namespace_and_copy_boots(
+    boots: u32,
+    kernel: &KernelArgs,
+    boot: impl Fn() -> Result<Kernel, lkl_harness::Error>,
+) -> Result<(Vec<f64>, Vec<f64>)> {
+    let timed = || -> Result<f64> {
         let started = Instant::now();
-        let k = Kernel::boot(kernel.boot_options())?;
-        times.push(started.elapsed().as_nanos() as f64);
+        let k = boot()?;
+        let elapsed = started.elapsed().as_nanos() as f64;
         k.halt()?;
+        Ok(elapsed)
+    };
+    let (mut namespaced, mut copied) = (Vec::new(), Vec::new());
+    while namespaced.len() < boots as usize {
+        for _ in 0..BOOT_BLOCK.min(boots - namespaced.len() as u32) {
+            namespaced.push(timed()?);
+        }
+        let holders = (0..NAMESPACES)
+            .map(|_| {
+                Kernel::boot(BootOptions {
+                    mem_mib: lkl_harness::kernel::MIN_MEM_MIB,
+                    cpus: 1,
+                    ..kernel.boot_options()
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        while copied.len() < namespaced.len() {
+            copied.push(timed()?);
+        }
+        for holder in holders {
+            holder.halt()?;
+        }
     }
+    Ok((namespaced, copied))
+}
+
+/// Boots timed in a row, each way, by [`namespace_and_copy_boots`].
+const BOOT_BLOCK: u32 = 5;
+
+fn private_boots(args: &BenchArgs, kernel: &KernelArgs, report: &mut Report) -> Result<()> {
+    let (namespaced, copied) =
+        namespace_and_copy_boots(args.boots, kernel, || Kernel::boot(kernel.boot_options()))?;
     report.add(
         "private instance boot (Kernel::boot), median",
-        ms(quantile(&times, 0.5)),
+        ms(quantile(&namespaced, 0.5)),
         "ms",
-        format!("{} × Kernel::boot() then halt(), one process", args.boots),
+        format!(
+            "{} × Kernel::boot() then halt(), one process (each in a dlmopen namespace)",
+            args.boots
+        ),
+    );
+    report.add(
+        "private instance boot, loaded as a copy, median",
+        ms(quantile(&copied, 0.5)),
+        "ms",
+        format!(
+            "the same, in alternating blocks of {BOOT_BLOCK}, while {NAMESPACES} kernels hold every namespace"
+        ),
     );
     Ok(())
 }
 
-/// `VmRSS` of this process, in KiB.
-fn rss_kib() -> Result<u64> {
-    let status =
-        std::fs::read_to_string("/proc/self/status").context("reading /proc/self/status")?;
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .context("no VmRSS in /proc/self/status")
+/// This process's memory in KiB: `VmRSS` (every page mapped, a page
+/// that several kernels map counted for each) and `Pss` (each page
+/// divided among the mappings that share it: what the process costs).
+fn memory_kib() -> Result<(u64, u64)> {
+    let field = |file: &str, name: &str| -> Result<u64> {
+        let text = std::fs::read_to_string(file).with_context(|| format!("reading {file}"))?;
+        text.lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .with_context(|| format!("no {name} in {file}"))
+    };
+    Ok((
+        field("/proc/self/status", "VmRSS:")?,
+        field("/proc/self/smaps_rollup", "Pss:")?,
+    ))
 }
 
-/// MiB of this process's RSS per kernel, over `instances` kernels from
-/// `boot` alive at once (halted afterwards).
-fn rss_per_instance(
+/// MiB of this process's RSS and PSS per kernel, over `instances`
+/// kernels from `boot` alive at once (halted afterwards).
+fn memory_per_instance_of(
     instances: u32,
     boot: impl Fn() -> Result<Kernel, lkl_harness::Error>,
-) -> Result<f64> {
-    let before = rss_kib()?;
+) -> Result<(f64, f64)> {
+    let (rss_before, pss_before) = memory_kib()?;
     let kernels = (0..instances)
         .map(|_| boot())
         .collect::<Result<Vec<_>, _>>()?;
-    let after = rss_kib()?;
+    let (rss_after, pss_after) = memory_kib()?;
     for k in kernels {
         k.halt()?;
     }
-    Ok(after.saturating_sub(before) as f64 / f64::from(instances) / 1024.0)
+    let per = |after: u64, before: u64| {
+        after.saturating_sub(before) as f64 / f64::from(instances) / 1024.0
+    };
+    Ok((per(rss_after, rss_before), per(pss_after, pss_before)))
 }
 
 fn memory_per_instance(args: &BenchArgs, kernel: &KernelArgs, report: &mut Report) -> Result<()> {
-    let mib = rss_per_instance(args.instances, || Kernel::boot(kernel.boot_options()))?;
+    let (rss, pss) =
+        memory_per_instance_of(args.instances, || Kernel::boot(kernel.boot_options()))?;
     report.add(
         format!("RSS per extra instance (mem={}M)", kernel.mem),
-        format!("{mib:.1}"),
+        format!("{rss:.1}"),
         "MiB",
         format!(
             "VmRSS of /proc/self/status before and after booting {} private kernels, divided",
             args.instances
         ),
+    );
+    report.add(
+        format!("PSS per extra instance (mem={}M)", kernel.mem),
+        format!("{pss:.1}"),
+        "MiB",
+        "Pss of /proc/self/smaps_rollup, the same kernels: pages they share counted once".into(),
     );
     Ok(())
 }
@@ -728,13 +798,7 @@ fn debug_figures(args: &BenchArgs, kernel: &KernelArgs, report: &mut Report) -> 
         None => Kernel::boot(options.clone()),
     };
     for (name, library) in [("default", None), ("debug", Some(debug.as_path()))] {
-        let mut times = Vec::new();
-        for _ in 0..args.boots {
-            let started = Instant::now();
-            let k = boot(library)?;
-            times.push(started.elapsed().as_nanos() as f64);
-            k.halt()?;
-        }
+        let (times, copied) = namespace_and_copy_boots(args.boots, kernel, || boot(library))?;
         report.add(
             format!("{name} kernel: private boot, median"),
             ms(quantile(&times, 0.5)),
@@ -743,6 +807,12 @@ fn debug_figures(args: &BenchArgs, kernel: &KernelArgs, report: &mut Report) -> 
                 "{} × Kernel::boot (debug: boot_library) then halt()",
                 args.boots
             ),
+        );
+        report.add(
+            format!("{name} kernel: private boot as a copy, median"),
+            ms(quantile(&copied, 0.5)),
+            "ms",
+            format!("the same, while {NAMESPACES} kernels hold every dlmopen namespace"),
         );
 
         let k = boot(library)?;
@@ -765,15 +835,21 @@ fn debug_figures(args: &BenchArgs, kernel: &KernelArgs, report: &mut Report) -> 
             format!("stress::run, 1 thread × {calls} quiet calls, private kernel"),
         );
 
-        let mib = rss_per_instance(args.instances, || boot(library))?;
+        let (rss, pss) = memory_per_instance_of(args.instances, || boot(library))?;
         report.add(
             format!("{name} kernel: RSS per instance (mem={}M)", kernel.mem),
-            format!("{mib:.1}"),
+            format!("{rss:.1}"),
             "MiB",
             format!(
                 "VmRSS before and after booting {} of them, divided",
                 args.instances
             ),
+        );
+        report.add(
+            format!("{name} kernel: PSS per instance (mem={}M)", kernel.mem),
+            format!("{pss:.1}"),
+            "MiB",
+            "Pss of /proc/self/smaps_rollup, the same kernels".into(),
         );
     }
     Ok(())

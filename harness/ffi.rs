@@ -1,5 +1,5 @@
 //! The library's C entry points, from the statically linked `liblkl.a` or
-//! from a private copy of `liblkl.so` loaded with libloading.
+//! from a private instance of `liblkl.so` (libloading, with `dlmopen`).
 
 use std::ffi::{c_char, c_int, c_long};
 use std::path::{Path, PathBuf};
@@ -38,7 +38,7 @@ pub struct Api {
     pub library: Option<Arc<Loaded>>,
     /// Where the private library is mapped (start, end); (0, 0) if linked.
     pub image: (usize, usize),
-    /// The file the kernel's code is in (the private copy, or this
+    /// The file the kernel's code is in (the private instance's, or this
     /// executable), and its load bias: for symbolizing addresses.
     pub object: (PathBuf, usize),
 }
@@ -75,19 +75,102 @@ impl CpusState {
     }
 }
 
-/// A private copy of the kernel library, loaded: unloaded, and its file
-/// removed, when dropped. The file is kept while the copy is loaded so
-/// that call traces can name kernel functions.
+/// A private instance of the kernel library, loaded: unloaded when
+/// dropped, and then its file closed (an instance in a namespace of its
+/// own) or removed (a copy). The file stays open, or in place, while the
+/// instance is loaded, so that call traces can name kernel functions.
 pub struct Loaded {
     library: Option<Library>,
-    copy: PathBuf,
+    file: LoadedFile,
+}
+
+/// The file a private instance was loaded from.
+enum LoadedFile {
+    /// The library itself, held open (never read through this handle): the
+    /// instance was loaded from `/proc/self/fd/<fd>`, so it is this very
+    /// file even if a newer build renames another into its place.
+    Open(#[allow(dead_code)] std::fs::File),
+    /// A copy made for this instance alone, removed after unloading.
+    Copy(PathBuf),
 }
 
 impl Drop for Loaded {
     fn drop(&mut self) {
-        // Unload first, then remove the file.
+        // Unload first, then let go of the file.
         drop(self.library.take());
-        let _ = std::fs::remove_file(&self.copy);
+        if let LoadedFile::Copy(copy) = &self.file {
+            let _ = std::fs::remove_file(copy);
+        }
+    }
+}
+
+/// Loads `source` with `dlmopen(LM_ID_NEWLM)`: a link-map namespace of its
+/// own gives the instance its own globals without copying the file (which
+/// takes milliseconds for the debug kernel's 28 MiB), and instances share
+/// the file's pages. glibc has 15 such namespaces per process; when they
+/// are all in use this fails and the caller copies instead. Returns the
+/// library, the open file and the path it was loaded under.
+fn load_in_namespace(source: &Path) -> Result<(Library, std::fs::File, PathBuf), String> {
+    use std::os::fd::AsRawFd;
+    let file = std::fs::File::open(source)
+        .map_err(|e| format!("cannot open the kernel library {}: {e}", source.display()))?;
+    let path = PathBuf::from(format!("/proc/self/fd/{}", file.as_raw_fd()));
+    let c_path =
+        std::ffi::CString::new(path.as_os_str().as_encoded_bytes()).map_err(|e| e.to_string())?;
+    // SAFETY: `c_path` is a NUL-terminated path; the library is our
+    // kernel, which needs no other object and whose initialisers are the
+    // kernel's own (none run code with preconditions).
+    let handle = unsafe {
+        libc::dlmopen(
+            libc::LM_ID_NEWLM,
+            c_path.as_ptr(),
+            libc::RTLD_NOW | libc::RTLD_LOCAL,
+        )
+    };
+    if handle.is_null() {
+        // SAFETY: dlerror returns NULL or a NUL-terminated message that
+        // stays valid until the next dl* call on this thread.
+        let message = unsafe {
+            let e = libc::dlerror();
+            if e.is_null() {
+                "dlmopen failed".to_string()
+            } else {
+                std::ffi::CStr::from_ptr(e).to_string_lossy().into_owned()
+            }
+        };
+        return Err(message);
+    }
+    // SAFETY: `handle` is a live handle from dlmopen, owned from here on
+    // by the Library, which dlcloses it once.
+    let library = unsafe { libloading::os::unix::Library::from_raw(handle) };
+    Ok((library.into(), file, path))
+}
+
+/// Loads a copy of `source` made for this instance: the fallback when no
+/// namespace is left.
+fn load_copy(source: &Path) -> Result<(Library, PathBuf), String> {
+    static COPIES: AtomicU64 = AtomicU64::new(0);
+    let copy: PathBuf = std::env::temp_dir().join(format!(
+        "lkl-{}-{}.so",
+        std::process::id(),
+        COPIES.fetch_add(1, Ordering::Relaxed)
+    ));
+    std::fs::copy(source, &copy).map_err(|e| {
+        format!(
+            "cannot copy the kernel library {} to {}: {e} (rebuild with `cargo build`)",
+            source.display(),
+            copy.display()
+        )
+    })?;
+    // SAFETY: the library is our kernel, whose initialisers are the
+    // kernel's own (none run code with preconditions); it is loaded
+    // under a unique file name, so this is a fresh instance.
+    match unsafe { Library::new(&copy) } {
+        Ok(library) => Ok((library, copy)),
+        Err(e) => {
+            let _ = std::fs::remove_file(&copy);
+            Err(format!("cannot load {}: {e}", copy.display()))
+        }
     }
 }
 
@@ -123,35 +206,28 @@ impl Api {
         }
     }
 
-    /// A private kernel: a fresh copy of `liblkl.so`, loaded on its own so
+    /// A private kernel: a fresh instance of `liblkl.so`, loaded on its own so
     /// that its globals are its own.
     pub fn private() -> Result<Api, String> {
         Self::private_from(shared_library_path())
     }
 
-    /// A private kernel from the library at `source` (a seeded kernel).
+    /// A private kernel from the library at `source` (a seeded kernel):
+    /// loaded in a link-map namespace of its own, or, when none is left, as
+    /// a copy of its own.
     pub fn private_from(source: &Path) -> Result<Api, String> {
-        static COPIES: AtomicU64 = AtomicU64::new(0);
-        let copy: PathBuf = std::env::temp_dir().join(format!(
-            "lkl-{}-{}.so",
-            std::process::id(),
-            COPIES.fetch_add(1, Ordering::Relaxed)
-        ));
-        std::fs::copy(source, &copy).map_err(|e| {
-            format!(
-                "cannot copy the kernel library {} to {}: {e} (rebuild with `cargo build`)",
-                source.display(),
-                copy.display()
-            )
-        })?;
-        // SAFETY: the library is our kernel, whose initialisers are the
-        // kernel's own (none run code with preconditions); it is loaded
-        // under a unique file name, so this is a fresh instance.
-        let library = unsafe { Library::new(&copy) };
-        let library = library.map_err(|e| {
-            let _ = std::fs::remove_file(&copy);
-            format!("cannot load {}: {e}", copy.display())
-        })?;
+        let (library, file, path) = match load_in_namespace(source) {
+            Ok((library, file, path)) => (library, LoadedFile::Open(file), path),
+            Err(namespace) => match load_copy(source) {
+                Ok((library, copy)) => (library, LoadedFile::Copy(copy.clone()), copy),
+                Err(copy) => {
+                    return Err(format!(
+                        "cannot load the kernel library {}: {namespace}; as a copy: {copy}",
+                        source.display()
+                    ))
+                }
+            },
+        };
         // SAFETY: the symbols have exactly these C signatures
         // (lkl/arch/lkl/include/uapi/asm/host_ops.h).
         let api = unsafe {
@@ -178,10 +254,10 @@ impl Api {
                 halt,
                 cpus_state,
                 image: mapping_of(start as *const libc::c_void)?,
-                object: (copy.clone(), bias),
+                object: (path, bias),
                 library: Some(Arc::new(Loaded {
                     library: Some(library),
-                    copy,
+                    file,
                 })),
             }
         };
@@ -202,7 +278,10 @@ fn load_bias(addr: *const libc::c_void) -> Result<usize, String> {
 }
 
 /// The address range of every loaded segment of the shared object that
-/// contains `addr`: the kernel refuses user pointers into it.
+/// contains `addr`: the kernel refuses user pointers into it. Read from
+/// the object's own program headers, mapped with its ELF header at the
+/// base dladdr gives (`dl_iterate_phdr` sees only the caller's link-map
+/// namespace, not the private one the kernel may be in).
 fn mapping_of(addr: *const libc::c_void) -> Result<(usize, usize), String> {
     // SAFETY: an all-zero Dl_info is a valid value to be filled in.
     let mut info: libc::Dl_info = unsafe { std::mem::zeroed() };
@@ -211,41 +290,35 @@ fn mapping_of(addr: *const libc::c_void) -> Result<(usize, usize), String> {
     if unsafe { libc::dladdr(addr, &mut info) } == 0 {
         return Err("dladdr does not know the kernel library".into());
     }
-    struct Search {
-        base: usize,
-        range: Option<(usize, usize)>,
+    let base = info.dli_fbase as usize;
+    // SAFETY: the kernel library's first loadable segment starts at file
+    // offset 0 (build.rs links it so), so its ELF header is mapped,
+    // readable, at the object's base.
+    let header = unsafe { &*(base as *const libc::Elf64_Ehdr) };
+    if header.e_ident[..4] != *b"\x7fELF"
+        || header.e_phentsize as usize != size_of::<libc::Elf64_Phdr>()
+    {
+        return Err(format!(
+            "no ELF header at the kernel library's base {base:#x}"
+        ));
     }
-    unsafe extern "C" fn visit(
-        info: *mut libc::dl_phdr_info,
-        _size: libc::size_t,
-        data: *mut libc::c_void,
-    ) -> libc::c_int {
-        // SAFETY: dl_iterate_phdr passes a valid info for the duration of
-        // the call, and `data` is the &mut Search given below.
-        let (info, search) = unsafe { (&*info, &mut *data.cast::<Search>()) };
-        if info.dlpi_addr as usize != search.base {
-            return 0;
-        }
-        // SAFETY: dlpi_phdr points at dlpi_phnum program headers.
-        let headers =
-            unsafe { std::slice::from_raw_parts(info.dlpi_phdr, info.dlpi_phnum as usize) };
-        let (mut start, mut end) = (usize::MAX, 0);
-        for h in headers.iter().filter(|h| h.p_type == libc::PT_LOAD) {
-            let from = search.base + h.p_vaddr as usize;
-            start = start.min(from & !0xfff);
-            end = end.max((from + h.p_memsz as usize + 0xfff) & !0xfff);
-        }
-        search.range = Some((start, end));
-        1
-    }
-    let mut search = Search {
-        base: info.dli_fbase as usize,
-        range: None,
+    // SAFETY: the program headers follow the ELF header in the same
+    // mapped first page (e_phoff is 64 for what `ld -shared` writes), and
+    // there are e_phnum of them.
+    let headers = unsafe {
+        std::slice::from_raw_parts(
+            (base + header.e_phoff as usize) as *const libc::Elf64_Phdr,
+            header.e_phnum as usize,
+        )
     };
-    // SAFETY: `visit` matches the callback type and only reads what it is
-    // given; `search` outlives the call.
-    unsafe { libc::dl_iterate_phdr(Some(visit), (&mut search as *mut Search).cast()) };
-    search
-        .range
-        .ok_or_else(|| "the kernel library is not among the loaded objects".into())
+    let (mut start, mut end) = (usize::MAX, 0);
+    for h in headers.iter().filter(|h| h.p_type == libc::PT_LOAD) {
+        let from = base + h.p_vaddr as usize;
+        start = start.min(from & !0xfff);
+        end = end.max((from + h.p_memsz as usize + 0xfff) & !0xfff);
+    }
+    if start >= end {
+        return Err("the kernel library has no loadable segment".into());
+    }
+    Ok((start, end))
 }

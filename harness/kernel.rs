@@ -371,16 +371,17 @@ fn monitor_hangs(
 }
 
 impl Kernel {
-    /// Boots a private kernel: a fresh copy of the kernel library, loaded
-    /// for this instance alone, so any number of them can live in one
-    /// process (one per test).
+    /// Boots a private kernel: a fresh instance of the kernel library,
+    /// loaded for this kernel alone (in a link-map namespace of its own, or
+    /// as a copy of its own when glibc's 15 namespaces are in use), so any
+    /// number of them can live in one process (one per test).
     pub fn boot(options: BootOptions) -> Result<Kernel, Error> {
         options.validate()?;
         let api = Api::private().map_err(Error::Load)?;
         Self::boot_with(api, options)
     }
 
-    /// Boots a private copy of the kernel library at `library`: a kernel
+    /// Boots a private instance of the kernel library at `library`: a kernel
     /// other than the one this crate was built with, such as a seeded one
     /// ([`crate::seeded`]).
     pub fn boot_library(library: &std::path::Path, options: BootOptions) -> Result<Kernel, Error> {

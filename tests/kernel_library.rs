@@ -256,6 +256,89 @@ fn two_kernels_in_one_process_are_independent() {
     b.halt().expect("halt b");
 }
 
+/// How a private kernel was loaded, from the file its code is mapped
+/// from in /proc/self/maps: the build's library itself (`liblkl-*.so`, in
+/// a link-map namespace of its own) or a copy (`lkl-PID-N.so`).
+fn loaded_as(kernel: &Kernel) -> &'static str {
+    let (start, end) = kernel.image_range();
+    let maps = std::fs::read_to_string("/proc/self/maps").expect("/proc/self/maps");
+    let code = maps
+        .lines()
+        .find_map(|line| {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            let (from, to) = fields[0].split_once('-')?;
+            let from = usize::from_str_radix(from, 16).ok()?;
+            let to = usize::from_str_radix(to, 16).ok()?;
+            (from >= start && to <= end && fields[1] == "r-xp").then(|| fields.get(5).copied())
+        })
+        .flatten()
+        .unwrap_or_else(|| panic!("no code mapping in the kernel's image {start:#x}-{end:#x}"));
+    let file = code.rsplit('/').next().unwrap_or_default();
+    if file.starts_with("liblkl") {
+        "namespace"
+    } else if file.starts_with(&format!("lkl-{}-", std::process::id())) {
+        "copy"
+    } else {
+        panic!("the kernel's code is mapped from {code}")
+    }
+}
+
+/// glibc has 15 link-map namespaces for `dlmopen`: the kernels booted
+/// beyond them load as copies of their own, and every one is a kernel of
+/// its own all the same.
+#[test]
+fn kernels_beyond_the_namespaces_load_as_copies_and_are_independent() {
+    const KERNELS: usize = 17;
+    let kernels: Vec<Kernel> = (0..KERNELS)
+        .map(|i| {
+            boot_with(BootOptions {
+                mem_mib: 8,
+                cmdline: format!("lkl_instance={i}"),
+                ..BootOptions::default()
+            })
+        })
+        .collect();
+    let ways: Vec<&str> = kernels.iter().map(loaded_as).collect();
+    let copies = ways.iter().filter(|&&w| w == "copy").count();
+    assert!(
+        copies >= KERNELS - 15,
+        "{KERNELS} kernels at once: {ways:?}"
+    );
+    assert!(ways.contains(&"namespace"), "{ways:?}");
+    for (i, kernel) in kernels.iter().enumerate() {
+        let path = std::ffi::CString::new(format!("/kernel-{i}")).expect("a path");
+        assert_eq!(
+            kernel.mkdir(&path, 0o755),
+            Ok(()),
+            "kernel {i} ({})",
+            ways[i]
+        );
+    }
+    for (i, kernel) in kernels.iter().enumerate() {
+        let own = format!("lkl_instance={i}");
+        let dmesg = kernel.dmesg();
+        let words: Vec<&str> = dmesg
+            .lines()
+            .filter(|line| line.contains("Kernel command line:"))
+            .flat_map(str::split_whitespace)
+            .filter(|w| w.starts_with("lkl_instance="))
+            .collect();
+        assert_eq!(words, [own.as_str()], "kernel {i} ({}): {dmesg}", ways[i]);
+        for j in (0..KERNELS).filter(|&j| j != i) {
+            let other = std::ffi::CString::new(format!("/kernel-{j}")).expect("a path");
+            assert_eq!(
+                kernel.mkdir(&other, 0o755),
+                Ok(()),
+                "kernel {i} ({}) sees kernel {j}'s rootfs",
+                ways[i]
+            );
+        }
+    }
+    for kernel in kernels {
+        finish(kernel);
+    }
+}
+
 #[test]
 fn halt_returns_and_logs_the_power_off() {
     let kernel: Kernel = boot();

@@ -10,16 +10,21 @@ use lkl_harness::kernel::testing::FAIL_HANG_MONITOR_SPAWN;
 use lkl_harness::{BootOptions, Error, Kernel};
 use std::sync::atomic::Ordering;
 
-/// The private kernel libraries mapped in this process (`lkl-PID-N.so`
-/// copies in the temporary directory), by path.
+/// The private kernel libraries mapped in this process, by the address
+/// of their code: each instance (in a namespace of its own, or a copy in
+/// the temporary directory) maps its file's code once.
 fn mapped_kernels() -> std::collections::BTreeSet<String> {
-    let prefix = format!("/lkl-{}-", std::process::id());
     std::fs::read_to_string("/proc/self/maps")
         .expect("read /proc/self/maps")
         .lines()
-        .filter_map(|l| l.split_whitespace().nth(5))
-        .filter(|path| path.contains(&prefix) && path.ends_with(".so"))
-        .map(String::from)
+        .filter_map(|l| {
+            let fields: Vec<&str> = l.split_whitespace().collect();
+            let file = fields.get(5)?.rsplit('/').next()?;
+            let kernel = (file.starts_with("lkl-") || file.starts_with("liblkl"))
+                && file.ends_with(".so")
+                && fields[1] == "r-xp";
+            kernel.then(|| l.to_string())
+        })
         .collect()
 }
 

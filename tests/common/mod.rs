@@ -44,8 +44,6 @@ pub fn from_c_chars(chars: &[std::ffi::c_char]) -> String {
 // Helpers for the hello() and uaccess tests.
 // ---------------------------------------------------------------------
 
-use std::sync::Mutex;
-
 use lkl_harness::Record;
 
 /// `KERN_INFO`.
@@ -183,7 +181,8 @@ pub struct MapLine {
     pub path: String,
 }
 
-/// Our mappings of private kernel library copies (`lkl-*.so`).
+/// Our file mappings of kernel libraries: private copies (`lkl-*.so`)
+/// and instances loaded in namespaces of their own (`liblkl-*.so`).
 pub fn kernel_library_maps() -> Vec<MapLine> {
     let maps = std::fs::read_to_string("/proc/self/maps").expect("/proc/self/maps");
     maps.lines()
@@ -193,7 +192,7 @@ pub fn kernel_library_maps() -> Vec<MapLine> {
             let perms = fields.next()?.to_string();
             let path = fields.nth(3).unwrap_or("").to_string();
             let file = path.rsplit('/').next().unwrap_or("");
-            if !(file.starts_with("lkl-") && file.contains(".so")) {
+            if !((file.starts_with("lkl-") || file.starts_with("liblkl")) && file.contains(".so")) {
                 return None;
             }
             let (start, end) = range.split_once('-')?;
@@ -207,25 +206,24 @@ pub fn kernel_library_maps() -> Vec<MapLine> {
         .collect()
 }
 
-/// Serialises [`boot_locating_image`]: a boot that maps a library while
-/// another one is looked for would be mistaken for it.
-static IMAGE_BOOT: Mutex<()> = Mutex::new(());
-
-/// Boots a private kernel and finds the mappings of its own library copy
-/// (the new `lkl-*.so` mappings the boot made). Every boot of a test binary
-/// that uses this must go through it.
+/// Boots a private kernel and finds its library's file mappings in
+/// /proc/self/maps: those inside the range the harness refuses as kernel
+/// memory, which must be mappings of one kernel library file.
 pub fn boot_locating_image() -> (Kernel, Vec<MapLine>) {
-    let _serial = IMAGE_BOOT.lock().unwrap_or_else(|e| e.into_inner());
-    let before = kernel_library_maps();
     let kernel = boot();
-    let new: Vec<MapLine> = kernel_library_maps()
+    let (start, end) = kernel.image_range();
+    let mine: Vec<MapLine> = kernel_library_maps()
         .into_iter()
-        .filter(|m| !before.iter().any(|b| b.path == m.path))
+        .filter(|m| m.start >= start && m.end <= end)
         .collect();
-    let mut paths: Vec<&str> = new.iter().map(|m| m.path.as_str()).collect();
+    let mut paths: Vec<&str> = mine.iter().map(|m| m.path.as_str()).collect();
     paths.dedup();
-    assert_eq!(paths.len(), 1, "one new kernel library mapped: {new:?}");
-    (kernel, new)
+    assert_eq!(
+        paths.len(),
+        1,
+        "the kernel's image {start:#x}-{end:#x} holds mappings of one kernel library: {mine:?}"
+    );
+    (kernel, mine)
 }
 
 /// Mounts proc on /proc.
