@@ -14,6 +14,7 @@ use lkl_harness::seeded;
 
 lkl_harness::kunit_suites! {
     hello => "hello",
+    lkl_delay => "lkl-delay",
     example => "example",
     example_init => "example_init",
     time_test_cases => "time_test_cases",
