@@ -487,22 +487,33 @@ pub fn parse(lines: &[String]) -> (usize, Vec<Suite>) {
 /// the rendered report unless every case passed or was skipped, and at
 /// least one passed.
 /// So `cargo test` and `cargo nextest` list and filter suites like any
-/// other test:
+/// other test. A suite that needs several CPUs says how many it needs at
+/// least (`min_cpus = N`): its kernel gets them whatever
+/// [`BootOptions::cpus`](crate::BootOptions::cpus) would be, so that the
+/// suite tests something even in a run at one CPU.
 ///
 /// ```no_run
 /// lkl_harness::kunit_suites! {
 ///     hello => "hello",
 ///     list_sort => "list_sort",
+///     lkl_atomic => "lkl-atomic" (min_cpus = 2),
 /// }
 /// ```
 #[macro_export]
 macro_rules! kunit_suites {
-    ($($test:ident => $suite:literal),* $(,)?) => {
+    ($($test:ident => $suite:literal $((min_cpus = $cpus:literal))?),* $(,)?) => {
         $(
             #[test]
             fn $test() {
-                let report = $crate::kunit::run($suite)
-                    .unwrap_or_else(|e| panic!("the KUnit kernel did not run {}: {e}", $suite));
+                #[allow(unused_mut)]
+                let mut options = $crate::BootOptions::default();
+                $(options.cpus = options.cpus.max($cpus);)?
+                let report = $crate::kunit::run_on(
+                    &$crate::kunit::spec(Vec::new()),
+                    $suite,
+                    options,
+                )
+                .unwrap_or_else(|e| panic!("the KUnit kernel did not run {}: {e}", $suite));
                 assert!(
                     report.suite($suite).is_some(),
                     "no suite {} in the KUnit kernel:\n{}",
