@@ -305,10 +305,10 @@ fn kernels_beyond_the_namespaces_load_as_copies_and_are_independent() {
         "{KERNELS} kernels at once: {ways:?}"
     );
     assert!(ways.contains(&"namespace"), "{ways:?}");
+    let dir = |i: usize| std::ffi::CString::new(format!("/kernel-{i}")).expect("a path");
     for (i, kernel) in kernels.iter().enumerate() {
-        let path = std::ffi::CString::new(format!("/kernel-{i}")).expect("a path");
         assert_eq!(
-            kernel.mkdir(&path, 0o755),
+            kernel.mkdir(&dir(i), 0o755),
             Ok(()),
             "kernel {i} ({})",
             ways[i]
@@ -324,12 +324,13 @@ fn kernels_beyond_the_namespaces_load_as_copies_and_are_independent() {
             .filter(|w| w.starts_with("lkl_instance="))
             .collect();
         assert_eq!(words, [own.as_str()], "kernel {i} ({}): {dmesg}", ways[i]);
-        for j in (0..KERNELS).filter(|&j| j != i) {
-            let other = std::ffi::CString::new(format!("/kernel-{j}")).expect("a path");
+        // Its own directory only: the others made theirs in their rootfs.
+        for j in 0..KERNELS {
+            let expected = if j == i { Err(Errno::EEXIST) } else { Ok(()) };
             assert_eq!(
-                kernel.mkdir(&other, 0o755),
-                Ok(()),
-                "kernel {i} ({}) sees kernel {j}'s rootfs",
+                kernel.mkdir(&dir(j), 0o755),
+                expected,
+                "kernel {i} ({}), /kernel-{j}",
                 ways[i]
             );
         }
