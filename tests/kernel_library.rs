@@ -12,7 +12,7 @@ use common::{boot, boot_two_instances, boot_with, finish, from_c_chars, mount_pr
 use lkl_harness::{kbuild, sys, BootOptions, Errno, Kernel};
 
 #[test]
-fn a_private_kernel_is_a_copy_of_this_builds_own_library() {
+fn a_private_kernel_is_loaded_from_this_builds_own_library() {
     let library = Path::new(env!("LKL_SHARED_LIBRARY"));
     // This build's output, not the shared cache, which a later build
     // (another profile, another checkout) rewrites.
@@ -38,7 +38,7 @@ fn a_private_kernel_is_a_copy_of_this_builds_own_library() {
     let loaded = kernel
         .with_image(|image| image.map(|image| image.path.clone()))
         .expect("the kernel's image");
-    let bytes = std::fs::read(&loaded).expect("the loaded copy");
+    let bytes = std::fs::read(&loaded).expect("the loaded library");
     assert_eq!(
         kbuild::stable_hash(&bytes),
         expected,
