@@ -277,6 +277,10 @@ fn load_bias(addr: *const libc::c_void) -> Result<usize, String> {
     Ok(info.dli_fbase as usize)
 }
 
+/// The part of a loaded object that is surely mapped at its base: the
+/// first page of its first segment, which holds the ELF header.
+const ELF_HEADER_PAGE: usize = 4096;
+
 /// The address range of every loaded segment of the shared object that
 /// contains `addr`: the kernel refuses user pointers into it. Read from
 /// the object's own program headers, mapped with its ELF header at the
@@ -295,16 +299,18 @@ fn mapping_of(addr: *const libc::c_void) -> Result<(usize, usize), String> {
     // offset 0 (build.rs links it so), so its ELF header is mapped,
     // readable, at the object's base.
     let header = unsafe { &*(base as *const libc::Elf64_Ehdr) };
+    let headers_end = (header.e_phoff as usize)
+        .saturating_add(usize::from(header.e_phnum) * size_of::<libc::Elf64_Phdr>());
     if header.e_ident[..4] != *b"\x7fELF"
         || header.e_phentsize as usize != size_of::<libc::Elf64_Phdr>()
+        || headers_end > ELF_HEADER_PAGE
     {
         return Err(format!(
             "no ELF header at the kernel library's base {base:#x}"
         ));
     }
-    // SAFETY: the program headers follow the ELF header in the same
-    // mapped first page (e_phoff is 64 for what `ld -shared` writes), and
-    // there are e_phnum of them.
+    // SAFETY: the e_phnum program headers lie in the first page, mapped
+    // with the ELF header (checked above; `ld -shared` puts them at 64).
     let headers = unsafe {
         std::slice::from_raw_parts(
             (base + header.e_phoff as usize) as *const libc::Elf64_Phdr,
