@@ -365,30 +365,7 @@ fn a_halted_kernel_leaves_no_thread_holding_its_host() {
 /// The tasks of pid 1's thread group, which every host task belongs to:
 /// the entries of `/proc/1/task` (proc must be mounted).
 fn host_tasks(kernel: &Kernel) -> usize {
-    let fd = kernel
-        .open(c"/proc/1/task", sys::O_RDONLY | sys::O_DIRECTORY, 0)
-        .expect("open /proc/1/task");
-    let mut entries = 0;
-    let mut buf = vec![0u8; 64 * 1024];
-    loop {
-        let n = kernel.getdents64(fd, &mut buf).expect("getdents64");
-        if n == 0 {
-            break;
-        }
-        // struct linux_dirent64: ino (8), off (8), reclen (2), type (1), name.
-        let mut at = 0;
-        while at < n {
-            let reclen = u16::from_ne_bytes([buf[at + 16], buf[at + 17]]) as usize;
-            let name = &buf[at + 19..at + reclen];
-            let name = &name[..name.iter().position(|&b| b == 0).unwrap_or(name.len())];
-            if name != b"." && name != b".." {
-                entries += 1;
-            }
-            at += reclen;
-        }
-    }
-    kernel.close(fd).expect("close");
-    entries
+    common::dir_entries(kernel, c"/proc/1/task").len()
 }
 
 #[test]

@@ -2,7 +2,9 @@
 
 #![allow(dead_code)]
 
-use lkl_harness::{BootOptions, Kernel};
+use std::ffi::CStr;
+
+use lkl_harness::{sys, BootOptions, Kernel};
 
 /// Boots a private kernel with default options; a kernel that cannot be
 /// built or booted fails the test with the reason and the log.
@@ -232,6 +234,74 @@ pub fn mount_proc(kernel: &Kernel) {
     kernel
         .mount(c"proc", c"/proc", c"proc", 0)
         .expect("mount proc");
+}
+
+/// The entries of the kernel's directory `path`, sorted, without `.` and
+/// `..`: each name with its type (`d_type`: 4 for a directory, 8 for a
+/// regular file).
+pub fn dir_entries_typed(kernel: &Kernel, path: &CStr) -> Vec<(String, u8)> {
+    let fd = kernel
+        .open(path, sys::O_RDONLY | sys::O_DIRECTORY, 0)
+        .unwrap_or_else(|e| panic!("open {path:?}: {e}"));
+    let mut entries = Vec::new();
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        let n = kernel.getdents64(fd, &mut buf).expect("getdents64");
+        if n == 0 {
+            break;
+        }
+        // struct linux_dirent64: ino (8), off (8), reclen (2), type (1), name.
+        let mut at = 0;
+        while at < n {
+            let reclen = u16::from_ne_bytes([buf[at + 16], buf[at + 17]]) as usize;
+            let name = &buf[at + 19..at + reclen];
+            let name = &name[..name.iter().position(|&b| b == 0).unwrap_or(name.len())];
+            if name != b"." && name != b".." {
+                entries.push((String::from_utf8_lossy(name).into_owned(), buf[at + 18]));
+            }
+            at += reclen;
+        }
+    }
+    kernel.close(fd).expect("close");
+    entries.sort();
+    entries
+}
+
+/// The names in the kernel's directory `path`, sorted, without `.` and
+/// `..`.
+pub fn dir_entries(kernel: &Kernel, path: &CStr) -> Vec<String> {
+    dir_entries_typed(kernel, path)
+        .into_iter()
+        .map(|(name, _)| name)
+        .collect()
+}
+
+/// The subdirectories of the kernel's directory `path`, sorted.
+pub fn subdirectories(kernel: &Kernel, path: &CStr) -> Vec<String> {
+    const DT_DIR: u8 = 4;
+    dir_entries_typed(kernel, path)
+        .into_iter()
+        .filter(|(_, kind)| *kind == DT_DIR)
+        .map(|(name, _)| name)
+        .collect()
+}
+
+/// The whole content of the kernel's file `path`, as text.
+pub fn read_file(kernel: &Kernel, path: &CStr) -> String {
+    let fd = kernel
+        .open(path, sys::O_RDONLY, 0)
+        .unwrap_or_else(|e| panic!("open {path:?}: {e}"));
+    let mut text = Vec::new();
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        match kernel.read(fd, &mut buf) {
+            Ok(0) => break,
+            Ok(n) => text.extend_from_slice(&buf[..n]),
+            Err(e) => panic!("read {path:?}: {e}"),
+        }
+    }
+    kernel.close(fd).expect("close");
+    String::from_utf8_lossy(&text).into_owned()
 }
 
 /// Ends a test: fails it if the kernel leaked memory (on a kernel with

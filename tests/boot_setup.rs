@@ -1,0 +1,100 @@
+//! What the kernel sets up at boot, read back: boot-time work that the
+//! series makes faster must leave the same result behind.
+//!
+//! - `lkl/patches/0010-*` adds the sysfs parameters of each built-in
+//!   module at once instead of one at a time: every parameter must still
+//!   be there, with its value.
+
+mod common;
+
+use std::ffi::CString;
+
+use common::{boot_with, dir_entries, finish, read_file};
+use lkl_harness::{BootOptions, Kernel};
+
+fn cstring(path: &str) -> CString {
+    CString::new(path).expect("a path without NUL")
+}
+
+fn mount_sysfs(kernel: &Kernel) {
+    match kernel.mkdir(c"/sys", 0o555) {
+        Ok(()) | Err(lkl_harness::Errno::EEXIST) => {}
+        Err(e) => panic!("mkdir /sys: {e}"),
+    }
+    kernel
+        .mount(c"sysfs", c"/sys", c"sysfs", 0)
+        .expect("mount sysfs");
+}
+
+#[test]
+fn every_built_in_module_parameter_is_in_sysfs_with_its_value() {
+    let kernel = boot_with(BootOptions {
+        cmdline: "rcutree.qhimark=12345 rcutree.rcu_divisor=6 printk.time=0".into(),
+        ..BootOptions::default()
+    });
+    mount_sysfs(&kernel);
+    // A module of many parameters, one of two, and the core_param()s,
+    // whose names have no module prefix.
+    let expected: [(&str, &[&str]); 3] = [
+        (
+            "rcutree",
+            &[
+                "blimit",
+                "dump_tree",
+                "gp_cleanup_delay",
+                "gp_init_delay",
+                "jiffies_till_first_fqs",
+                "jiffies_till_next_fqs",
+                "jiffies_to_sched_qs",
+                "kthread_prio",
+                "qhimark",
+                "qlowmark",
+                "qovld",
+                "rcu_divisor",
+                "rcu_fanout_leaf",
+                "rcu_min_cached_objs",
+                "rcu_resched_ns",
+                "use_softirq",
+            ],
+        ),
+        (
+            "printk",
+            &[
+                "always_kmsg_dump",
+                "console_suspend",
+                "ignore_loglevel",
+                "time",
+            ],
+        ),
+        (
+            "kernel",
+            &["initcall_debug", "panic", "panic_on_warn", "pause_on_oops"],
+        ),
+    ];
+    for (module, names) in expected {
+        let dir = format!("/sys/module/{module}/parameters");
+        let found = dir_entries(&kernel, &cstring(&dir));
+        for name in names {
+            assert!(
+                found.iter().any(|f| f == name),
+                "{dir}: no {name} in {found:?}"
+            );
+        }
+    }
+    let rcutree = dir_entries(&kernel, c"/sys/module/rcutree/parameters");
+    assert!(
+        rcutree.len() >= 25,
+        "rcutree has {} parameters: {rcutree:?}",
+        rcutree.len()
+    );
+    for (path, value) in [
+        (c"/sys/module/rcutree/parameters/qhimark", "12345\n"),
+        (c"/sys/module/rcutree/parameters/rcu_divisor", "6\n"),
+        (c"/sys/module/rcutree/parameters/qlowmark", "100\n"),
+        (c"/sys/module/printk/parameters/time", "N\n"),
+        (c"/sys/module/kernel/parameters/initcall_debug", "N\n"),
+    ] {
+        assert_eq!(read_file(&kernel, path), value, "{path:?}");
+    }
+    finish(kernel);
+}
