@@ -4,6 +4,10 @@
 //! - `lkl/patches/0010-*` adds the sysfs parameters of each built-in
 //!   module at once instead of one at a time: every parameter must still
 //!   be there, with its value.
+//! - `lkl/patches/0009-*` replaces the enum names in trace event formats
+//!   in one pass per format instead of one per enum: each must still be
+//!   replaced (kernels with tracing: debug and race, whose lockdep brings
+//!   it in).
 
 mod common;
 
@@ -96,5 +100,42 @@ fn every_built_in_module_parameter_is_in_sysfs_with_its_value() {
     ] {
         assert_eq!(read_file(&kernel, path), value, "{path:?}");
     }
+    finish(kernel);
+}
+
+/// The enum and sizeof names that `TRACE_DEFINE_ENUM()` and
+/// `TRACE_DEFINE_SIZEOF()` give numbers to, in the systems of this
+/// kernel's events that have them: none may be left in a format.
+#[cfg(any(lkl_kernel = "debug", lkl_kernel = "race"))]
+const EVAL_NAMES: &str = r"\b(ALARM_[A-Z_]+|[A-Z_]+_SOFTIRQ|___GFP_[A-Z0-9_]+_BIT|TICK_DEP_BIT_[A-Z_]+|LRU_[A-Z_]+|WB_REASON_[A-Z_]+|ZONE_[A-Z]+|DMA_[A-Z_]+|ERROR_DETECTOR_[A-Z]+)\b";
+
+#[cfg(any(lkl_kernel = "debug", lkl_kernel = "race"))]
+#[test]
+fn trace_event_formats_give_enums_by_value() {
+    use common::subdirectories;
+
+    let kernel = common::boot();
+    kernel.mkdir(c"/tracing", 0o700).expect("mkdir /tracing");
+    kernel
+        .mount(c"tracefs", c"/tracing", c"tracefs", 0)
+        .expect("mount tracefs");
+    let names = regex::Regex::new(EVAL_NAMES).unwrap();
+    let mut formats = 0;
+    for system in subdirectories(&kernel, c"/tracing/events") {
+        let dir = format!("/tracing/events/{system}");
+        for event in subdirectories(&kernel, &cstring(&dir)) {
+            let path = format!("{dir}/{event}/format");
+            let format = read_file(&kernel, &cstring(&path));
+            formats += 1;
+            let left: Vec<_> = names.find_iter(&format).map(|m| m.as_str()).collect();
+            assert!(left.is_empty(), "{path} still names {left:?}:\n{format}");
+        }
+    }
+    assert!(formats > 100, "only {formats} event formats");
+    let softirq = read_file(&kernel, c"/tracing/events/irq/softirq_entry/format");
+    assert!(
+        softirq.contains(r#"{ 0, "HI" }, { 1, "TIMER" }"#),
+        "{softirq}"
+    );
     finish(kernel);
 }
