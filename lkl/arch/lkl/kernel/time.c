@@ -7,6 +7,7 @@
  */
 #define pr_fmt(fmt) "lkl: " fmt
 
+#include <linux/bits.h>
 #include <linux/clockchips.h>
 #include <linux/clocksource.h>
 #include <linux/delay.h>
@@ -50,13 +51,38 @@ static u64 lkl_clock_read(struct clocksource *cs)
 	return lkl_ops->time_ns();
 }
 
+/*
+ * The host clock counts nanoseconds: the mult and shift that
+ * clocksource_register_khz() computes for it, set beforehand so that
+ * timekeeping can start on it (clocksource_default_clock()).
+ */
+#define LKL_CLOCK_SHIFT		23
+#define LKL_CLOCK_MULT		BIT(LKL_CLOCK_SHIFT)
+
 static struct clocksource lkl_clocksource = {
 	.name = "lkl",
 	.rating = 499,
 	.read = lkl_clock_read,
 	.flags = CLOCK_SOURCE_IS_CONTINUOUS,
 	.mask = CLOCKSOURCE_MASK(64),
+	.mult = LKL_CLOCK_MULT,
+	.shift = LKL_CLOCK_SHIFT,
 };
+
+/**
+ * clocksource_default_clock() - the clocksource timekeeping starts on
+ *
+ * The host clock rather than jiffies: it works from the first instruction,
+ * and the kernel then never switches clocksources, which on SMP takes a
+ * stop_machine(), a wait for every CPU's stopper thread, in the middle of
+ * the boot.
+ *
+ * Return: the host clocksource.
+ */
+struct clocksource * __init clocksource_default_clock(void)
+{
+	return &lkl_clocksource;
+}
 
 static struct lkl_timer *lkl_timer_of(struct clock_event_device *evt)
 {
@@ -139,6 +165,9 @@ void __init time_init(void)
 	ret = clocksource_register_khz(&lkl_clocksource, LKL_CLOCK_KHZ);
 	if (ret)
 		pr_err("cannot register clocksource: %d\n", ret);
+	/* Timekeeping has been running on these since timekeeping_init(). */
+	WARN_ON(lkl_clocksource.mult != LKL_CLOCK_MULT ||
+		lkl_clocksource.shift != LKL_CLOCK_SHIFT);
 
 	ret = request_irq(LKL_TIMER_IRQ, lkl_timer_irq,
 			  IRQF_TIMER | IRQF_PERCPU, "timer", NULL);
