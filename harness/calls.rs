@@ -19,7 +19,7 @@
 //! kernel.close(fd).unwrap();
 //! ```
 
-use std::ffi::CStr;
+use std::ffi::{CStr, CString};
 use std::time::Duration;
 
 use crate::errno::Errno;
@@ -28,6 +28,23 @@ use crate::sys;
 
 /// A file descriptor of the kernel under test (not of the host).
 pub type Fd = i32;
+
+/// An entry of a directory of the kernel under test ([`Kernel::read_dir`]).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct DirEntry {
+    /// Its name.
+    pub name: String,
+    /// Its type, `d_type` of `getdents64(2)`: [`DirEntry::DIR`],
+    /// [`DirEntry::FILE`], or another `DT_*` value.
+    pub kind: u8,
+}
+
+impl DirEntry {
+    /// A directory (`DT_DIR`).
+    pub const DIR: u8 = 4;
+    /// A regular file (`DT_REG`).
+    pub const FILE: u8 = 8;
+}
 
 /// Words of a CPU mask big enough for every CPU the kernel may have.
 const MASK_WORDS: usize = (MAX_CPUS as usize).div_ceil(64);
@@ -174,6 +191,61 @@ impl Kernel {
     /// `close(fd)`.
     pub fn close(&self, fd: Fd) -> Result<(), Errno> {
         self.typed(sys::__NR_close, &[i64::from(fd)]).map(drop)
+    }
+
+    /// The whole contents of the file at `path` (`EINVAL` for a path with
+    /// a NUL byte).
+    pub fn read_file(&self, path: &str) -> Result<Vec<u8>, Errno> {
+        let path = CString::new(path).map_err(|_| Errno::EINVAL)?;
+        let fd = self.open(&path, sys::O_RDONLY, 0)?;
+        let mut data = Vec::new();
+        let mut buf = vec![0u8; 16384];
+        let result = loop {
+            match self.read(fd, &mut buf) {
+                Ok(0) => break Ok(data),
+                Ok(n) => data.extend_from_slice(&buf[..n]),
+                Err(e) => break Err(e),
+            }
+        };
+        let closed = self.close(fd);
+        let data = result?;
+        closed.map(|()| data)
+    }
+
+    /// The entries of the directory at `path`, sorted by name, without
+    /// `.` and `..` (`EINVAL` for a path with a NUL byte).
+    pub fn read_dir(&self, path: &str) -> Result<Vec<DirEntry>, Errno> {
+        let path = CString::new(path).map_err(|_| Errno::EINVAL)?;
+        let fd = self.open(&path, sys::O_RDONLY | sys::O_DIRECTORY, 0)?;
+        let mut entries = Vec::new();
+        let mut buf = vec![0u8; 16384];
+        let result = loop {
+            let n = match self.getdents64(fd, &mut buf) {
+                Ok(0) => break Ok(()),
+                Ok(n) => n,
+                Err(e) => break Err(e),
+            };
+            // struct linux_dirent64: ino (8), off (8), reclen (2), type
+            // (1), then the name and its NUL.
+            let mut at = 0;
+            while at + 19 <= n {
+                let reclen = usize::from(u16::from_ne_bytes([buf[at + 16], buf[at + 17]]));
+                let name = &buf[at + 19..(at + reclen).min(n)];
+                let name = &name[..name.iter().position(|&b| b == 0).unwrap_or(name.len())];
+                if name != b"." && name != b".." {
+                    entries.push(DirEntry {
+                        name: String::from_utf8_lossy(name).into_owned(),
+                        kind: buf[at + 18],
+                    });
+                }
+                at += reclen.max(1);
+            }
+        };
+        let closed = self.close(fd);
+        result?;
+        closed?;
+        entries.sort();
+        Ok(entries)
     }
 
     /// `sched_setaffinity(0, ...)`: the calling thread's task may run only

@@ -518,24 +518,6 @@ impl Kernel {
         closed
     }
 
-    /// The whole contents of the file at `path`.
-    pub(crate) fn read_file(&self, path: &str) -> Result<Vec<u8>, Errno> {
-        let path = std::ffi::CString::new(path).expect("no NUL in a path");
-        let fd = self.open(&path, sys::O_RDONLY, 0)?;
-        let mut data = Vec::new();
-        let mut buf = vec![0u8; 16384];
-        let result = loop {
-            match self.read(fd, &mut buf) {
-                Ok(0) => break Ok(data),
-                Ok(n) => data.extend_from_slice(&buf[..n]),
-                Err(e) => break Err(e),
-            }
-        };
-        let closed = self.close(fd);
-        let data = result?;
-        closed.map(|()| data)
-    }
-
     /// Checks the log for reports of kernel bugs: `WARNING:`, `BUG:`,
     /// `Oops`, `Kernel panic`, lockdep reports, hung tasks and more (see
     /// [`SPLAT_MARKERS`]). Returns [`Error::Splat`] listing the offending

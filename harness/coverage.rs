@@ -811,11 +811,11 @@ mod tests {
 /// summed over every kernel of the run, and handed to gcc's `gcov`.
 pub mod gcov {
     use std::collections::BTreeMap;
-    use std::ffi::CString;
     use std::path::{Path, PathBuf};
     use std::sync::atomic::{AtomicUsize, Ordering};
 
-    use crate::{sys, Errno, Kernel};
+    use crate::calls::DirEntry;
+    use crate::{Errno, Kernel};
 
     /// Where a kernel mounts its debugfs to read the counters.
     const MOUNT: &std::ffi::CStr = c"/.lkl-gcov";
@@ -838,50 +838,26 @@ pub mod gcov {
         let mut dirs = vec![String::new()];
         while let Some(rel) = dirs.pop() {
             let path = format!("{root}{rel}");
-            let fd = match kernel.open(&cstring(&path)?, sys::O_RDONLY | sys::O_DIRECTORY, 0) {
-                Ok(fd) => fd,
+            let entries = match kernel.read_dir(&path) {
+                Ok(entries) => entries,
                 // debugfs without gcov/: a kernel without GCOV_KERNEL.
                 Err(Errno::ENOENT) if rel.is_empty() => return Ok(None),
-                Err(e) => return Err(format!("open {path}: {e}")),
+                Err(e) => return Err(format!("read directory {path}: {e}")),
             };
-            let mut buf = vec![0u8; 16384];
-            loop {
-                let n = kernel
-                    .getdents64(fd, &mut buf)
-                    .map_err(|e| format!("getdents64 {path}: {e}"))?;
-                if n == 0 {
-                    break;
-                }
-                let mut at = 0;
-                while at + 19 <= n {
-                    let reclen = u16::from_ne_bytes([buf[at + 16], buf[at + 17]]) as usize;
-                    let kind = buf[at + 18];
-                    let name = &buf[at + 19..at + reclen];
-                    let name = &name[..name.iter().position(|&b| b == 0).unwrap_or(name.len())];
-                    let name = String::from_utf8_lossy(name).into_owned();
-                    at += reclen.max(1);
-                    if name == "." || name == ".." {
-                        continue;
+            for entry in entries {
+                let child = format!("{rel}/{}", entry.name);
+                // DT_DIR, DT_LNK (debugfs links each .gcno), DT_REG.
+                match entry.kind {
+                    DirEntry::DIR => dirs.push(child),
+                    DirEntry::FILE if entry.name.ends_with(".gcda") => {
+                        let data = read_file(kernel, &format!("{root}{child}"))?;
+                        files.insert(child.trim_start_matches('/').to_string(), data);
                     }
-                    let child = format!("{rel}/{name}");
-                    // DT_DIR, DT_LNK (debugfs links each .gcno), DT_REG.
-                    match kind {
-                        4 => dirs.push(child),
-                        8 if name.ends_with(".gcda") => {
-                            let data = read_file(kernel, &format!("{root}{child}"))?;
-                            files.insert(child.trim_start_matches('/').to_string(), data);
-                        }
-                        _ => {}
-                    }
+                    _ => {}
                 }
             }
-            let _ = kernel.close(fd);
         }
         Ok(Some(files))
-    }
-
-    fn cstring(s: &str) -> Result<CString, String> {
-        CString::new(s).map_err(|_| format!("{s:?} has a NUL byte"))
     }
 
     fn read_file(kernel: &Kernel, path: &str) -> Result<Vec<u8>, String> {

@@ -11,14 +11,8 @@
 
 mod common;
 
-use std::ffi::CString;
-
 use common::{boot_with, dir_entries, finish, read_file};
 use lkl_harness::{BootOptions, Kernel};
-
-fn cstring(path: &str) -> CString {
-    CString::new(path).expect("a path without NUL")
-}
 
 fn mount_sysfs(kernel: &Kernel) {
     match kernel.mkdir(c"/sys", 0o555) {
@@ -77,7 +71,7 @@ fn every_built_in_module_parameter_is_in_sysfs_with_its_value() {
     ];
     for (module, names) in expected {
         let dir = format!("/sys/module/{module}/parameters");
-        let found = dir_entries(&kernel, &cstring(&dir));
+        let found = dir_entries(&kernel, &dir);
         for name in names {
             assert!(
                 found.iter().any(|f| f == name),
@@ -85,20 +79,20 @@ fn every_built_in_module_parameter_is_in_sysfs_with_its_value() {
             );
         }
     }
-    let rcutree = dir_entries(&kernel, c"/sys/module/rcutree/parameters");
+    let rcutree = dir_entries(&kernel, "/sys/module/rcutree/parameters");
     assert!(
         rcutree.len() >= 25,
         "rcutree has {} parameters: {rcutree:?}",
         rcutree.len()
     );
     for (path, value) in [
-        (c"/sys/module/rcutree/parameters/qhimark", "12345\n"),
-        (c"/sys/module/rcutree/parameters/rcu_divisor", "6\n"),
-        (c"/sys/module/rcutree/parameters/qlowmark", "100\n"),
-        (c"/sys/module/printk/parameters/time", "N\n"),
-        (c"/sys/module/kernel/parameters/initcall_debug", "N\n"),
+        ("/sys/module/rcutree/parameters/qhimark", "12345\n"),
+        ("/sys/module/rcutree/parameters/rcu_divisor", "6\n"),
+        ("/sys/module/rcutree/parameters/qlowmark", "100\n"),
+        ("/sys/module/printk/parameters/time", "N\n"),
+        ("/sys/module/kernel/parameters/initcall_debug", "N\n"),
     ] {
-        assert_eq!(read_file(&kernel, path), value, "{path:?}");
+        assert_eq!(read_file(&kernel, path), value, "{path}");
     }
     finish(kernel);
 }
@@ -121,18 +115,18 @@ fn trace_event_formats_give_enums_by_value() {
         .expect("mount tracefs");
     let names = regex::Regex::new(EVAL_NAMES).unwrap();
     let mut formats = 0;
-    for system in subdirectories(&kernel, c"/tracing/events") {
+    for system in subdirectories(&kernel, "/tracing/events") {
         let dir = format!("/tracing/events/{system}");
-        for event in subdirectories(&kernel, &cstring(&dir)) {
+        for event in subdirectories(&kernel, &dir) {
             let path = format!("{dir}/{event}/format");
-            let format = read_file(&kernel, &cstring(&path));
+            let format = read_file(&kernel, &path);
             formats += 1;
             let left: Vec<_> = names.find_iter(&format).map(|m| m.as_str()).collect();
             assert!(left.is_empty(), "{path} still names {left:?}:\n{format}");
         }
     }
     assert!(formats > 100, "only {formats} event formats");
-    let softirq = read_file(&kernel, c"/tracing/events/irq/softirq_entry/format");
+    let softirq = read_file(&kernel, "/tracing/events/irq/softirq_entry/format");
     assert!(
         softirq.contains(r#"{ 0, "HI" }, { 1, "TIMER" }"#),
         "{softirq}"

@@ -365,7 +365,7 @@ fn a_halted_kernel_leaves_no_thread_holding_its_host() {
 /// The tasks of pid 1's thread group, which every host task belongs to:
 /// the entries of `/proc/1/task` (proc must be mounted).
 fn host_tasks(kernel: &Kernel) -> usize {
-    common::dir_entries(kernel, c"/proc/1/task").len()
+    common::dir_entries(kernel, "/proc/1/task").len()
 }
 
 #[test]

@@ -2,9 +2,8 @@
 
 #![allow(dead_code)]
 
-use std::ffi::CStr;
-
-use lkl_harness::{sys, BootOptions, Kernel};
+use lkl_harness::calls::DirEntry;
+use lkl_harness::{BootOptions, Kernel};
 
 /// Boots a private kernel with default options; a kernel that cannot be
 /// built or booted fails the test with the reason and the log.
@@ -236,72 +235,34 @@ pub fn mount_proc(kernel: &Kernel) {
         .expect("mount proc");
 }
 
-/// The entries of the kernel's directory `path`, sorted, without `.` and
-/// `..`: each name with its type (`d_type`: 4 for a directory, 8 for a
-/// regular file).
-pub fn dir_entries_typed(kernel: &Kernel, path: &CStr) -> Vec<(String, u8)> {
-    let fd = kernel
-        .open(path, sys::O_RDONLY | sys::O_DIRECTORY, 0)
-        .unwrap_or_else(|e| panic!("open {path:?}: {e}"));
-    let mut entries = Vec::new();
-    let mut buf = vec![0u8; 64 * 1024];
-    loop {
-        let n = kernel.getdents64(fd, &mut buf).expect("getdents64");
-        if n == 0 {
-            break;
-        }
-        // struct linux_dirent64: ino (8), off (8), reclen (2), type (1), name.
-        let mut at = 0;
-        while at < n {
-            let reclen = u16::from_ne_bytes([buf[at + 16], buf[at + 17]]) as usize;
-            let name = &buf[at + 19..at + reclen];
-            let name = &name[..name.iter().position(|&b| b == 0).unwrap_or(name.len())];
-            if name != b"." && name != b".." {
-                entries.push((String::from_utf8_lossy(name).into_owned(), buf[at + 18]));
-            }
-            at += reclen;
-        }
-    }
-    kernel.close(fd).expect("close");
-    entries.sort();
-    entries
-}
-
 /// The names in the kernel's directory `path`, sorted, without `.` and
 /// `..`.
-pub fn dir_entries(kernel: &Kernel, path: &CStr) -> Vec<String> {
-    dir_entries_typed(kernel, path)
+pub fn dir_entries(kernel: &Kernel, path: &str) -> Vec<String> {
+    kernel
+        .read_dir(path)
+        .unwrap_or_else(|e| panic!("read directory {path}: {e}"))
         .into_iter()
-        .map(|(name, _)| name)
+        .map(|entry| entry.name)
         .collect()
 }
 
 /// The subdirectories of the kernel's directory `path`, sorted.
-pub fn subdirectories(kernel: &Kernel, path: &CStr) -> Vec<String> {
-    const DT_DIR: u8 = 4;
-    dir_entries_typed(kernel, path)
+pub fn subdirectories(kernel: &Kernel, path: &str) -> Vec<String> {
+    kernel
+        .read_dir(path)
+        .unwrap_or_else(|e| panic!("read directory {path}: {e}"))
         .into_iter()
-        .filter(|(_, kind)| *kind == DT_DIR)
-        .map(|(name, _)| name)
+        .filter(|entry| entry.kind == DirEntry::DIR)
+        .map(|entry| entry.name)
         .collect()
 }
 
 /// The whole content of the kernel's file `path`, as text.
-pub fn read_file(kernel: &Kernel, path: &CStr) -> String {
-    let fd = kernel
-        .open(path, sys::O_RDONLY, 0)
-        .unwrap_or_else(|e| panic!("open {path:?}: {e}"));
-    let mut text = Vec::new();
-    let mut buf = vec![0u8; 64 * 1024];
-    loop {
-        match kernel.read(fd, &mut buf) {
-            Ok(0) => break,
-            Ok(n) => text.extend_from_slice(&buf[..n]),
-            Err(e) => panic!("read {path:?}: {e}"),
-        }
-    }
-    kernel.close(fd).expect("close");
-    String::from_utf8_lossy(&text).into_owned()
+pub fn read_file(kernel: &Kernel, path: &str) -> String {
+    let data = kernel
+        .read_file(path)
+        .unwrap_or_else(|e| panic!("read {path}: {e}"));
+    String::from_utf8_lossy(&data).into_owned()
 }
 
 /// Ends a test: fails it if the kernel leaked memory (on a kernel with
