@@ -294,11 +294,14 @@ fn memory_kib() -> Result<(u64, u64)> {
 }
 
 /// MiB of this process's RSS and PSS per kernel, over `instances`
-/// kernels from `boot` alive at once (halted afterwards).
+/// kernels from `boot` alive at once (halted afterwards). The arenas that
+/// halted kernels left for later ones are unmapped first, so that each
+/// kernel's memory is its own.
 fn memory_per_instance_of(
     instances: u32,
     boot: impl Fn() -> Result<Kernel, lkl_harness::Error>,
 ) -> Result<(f64, f64)> {
+    lkl_sim::mem::release_kept();
     let (rss_before, pss_before) = memory_kib()?;
     let kernels = (0..instances)
         .map(|_| boot())
