@@ -5,8 +5,9 @@
 mod common;
 
 use std::sync::Barrier;
+use std::time::Duration;
 
-use common::{boot_with, finish};
+use common::{boot_with, finish, mount_proc, read_file};
 use lkl_harness::hello::HelloArgs;
 use lkl_harness::stress::{self, Loudness};
 use lkl_harness::{seeded, BootOptions, Errno, Kernel, StressOptions};
@@ -65,6 +66,58 @@ fn a_thread_pinned_to_a_cpu_runs_its_calls_there() {
     }
     kernel.unpin_current_thread().expect("unpin");
     assert_eq!(affinity(&kernel), [0, 1, 2, 3]);
+    finish(kernel);
+}
+
+/// The interrupt lines of `/proc/interrupts`: (number, count on each
+/// CPU, the rest of the line).
+fn interrupts(kernel: &Kernel) -> Vec<(String, Vec<u64>, String)> {
+    let text = read_file(kernel, "/proc/interrupts");
+    let cpus = text
+        .lines()
+        .next()
+        .map_or(0, |h| h.split_whitespace().count());
+    text.lines()
+        .skip(1)
+        .map(|line| {
+            let mut words = line.split_whitespace();
+            let irq = words.next().unwrap_or_default().trim_end_matches(':');
+            let counts = words
+                .by_ref()
+                .take(cpus)
+                .map(|c| c.parse().unwrap_or_else(|_| panic!("a count in {line:?}")))
+                .collect();
+            (irq.to_string(), counts, words.collect::<Vec<_>>().join(" "))
+        })
+        .collect()
+}
+
+#[test]
+fn the_timer_is_the_only_interrupt_and_each_cpu_counts_its_own() {
+    let kernel = boot_with(with_cpus(2));
+    mount_proc(&kernel);
+    let lines = interrupts(&kernel);
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    assert_eq!(lines[0].0, "0");
+    assert!(lines[0].2.ends_with("timer"), "{lines:?}");
+    assert_eq!(
+        common::dir_entries(&kernel, "/proc/irq"),
+        ["0", "default_smp_affinity"]
+    );
+    for cpu in [0, 1] {
+        kernel.pin_current_thread(cpu).expect("pin");
+        let before = interrupts(&kernel)[0].1.clone();
+        // The sleeper's hrtimer is on its CPU, which goes idle: only the
+        // timer interrupt of that CPU wakes it.
+        kernel
+            .nanosleep(Duration::from_millis(2))
+            .expect("nanosleep");
+        let after = interrupts(&kernel)[0].1.clone();
+        assert!(
+            after[cpu as usize] > before[cpu as usize],
+            "no timer interrupt counted on CPU {cpu}: {before:?} -> {after:?}"
+        );
+    }
     finish(kernel);
 }
 
