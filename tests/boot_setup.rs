@@ -8,6 +8,9 @@
 //!   in one pass per format instead of one per enum: each must still be
 //!   replaced (kernels with tracing: debug and race, whose lockdep brings
 //!   it in).
+//! - `lkl/patches/0011-*` has lockdep set a lock class up when it first
+//!   uses it instead of all 8,192 at the first lock: lockdep must work
+//!   (every debug and race test) and write only the classes it uses.
 
 mod common;
 
@@ -130,6 +133,90 @@ fn trace_event_formats_give_enums_by_value() {
     assert!(
         softirq.contains(r#"{ 0, "HI" }, { 1, "TIMER" }"#),
         "{softirq}"
+    );
+    finish(kernel);
+}
+
+/// The classes lockdep uses, from `/proc/lockdep_stats`: (in use, max).
+#[cfg(any(lkl_kernel = "debug", lkl_kernel = "race"))]
+fn lock_classes_in_use(kernel: &Kernel) -> (usize, usize) {
+    let stats = read_file(kernel, "/proc/lockdep_stats");
+    let line = stats
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("lock-classes:"))
+        .unwrap_or_else(|| panic!("no lock-classes line in\n{stats}"));
+    // " 1234 [max: 8192]"
+    let numbers: Vec<usize> = line
+        .split(|c: char| !c.is_ascii_digit())
+        .filter_map(|n| n.parse().ok())
+        .collect();
+    assert_eq!(numbers.len(), 2, "{line:?}");
+    (numbers[0], numbers[1])
+}
+
+#[cfg(any(lkl_kernel = "debug", lkl_kernel = "race"))]
+#[test]
+fn lockdep_writes_only_the_lock_classes_it_uses() {
+    use object::{Object, ObjectSymbol};
+
+    let library = std::fs::read(env!("LKL_SHARED_LIBRARY")).expect("read the kernel library");
+    let elf = object::File::parse(&*library).expect("parse the kernel library");
+    let symbol = elf
+        .symbols()
+        .find(|s| s.name() == Ok("lock_classes"))
+        .expect("a lock_classes symbol in the kernel library");
+    let kernel = common::boot();
+    common::mount_proc(&kernel);
+    // Classes in use only grow: they are counted after the pages are.
+    let max = lock_classes_in_use(&kernel).1;
+    // The library is mapped from its first address: symbol values are
+    // offsets from the image's start.
+    let start = kernel.image_range().0 + symbol.address() as usize;
+    let size = symbol.size() as usize;
+    assert_eq!(
+        size % max,
+        0,
+        "lock_classes is {size} bytes for {max} classes"
+    );
+    let page = common::page_size();
+    let first = start / page * page;
+    let pages = (start + size).div_ceil(page) - first / page;
+    let mut resident = vec![0u8; pages];
+    // SAFETY: the range lies in the kernel library's mapping, which stays
+    // mapped while `kernel` lives; mincore only writes one byte per page
+    // into `resident`.
+    let rc = unsafe {
+        libc::mincore(
+            first as *mut libc::c_void,
+            pages * page,
+            resident.as_mut_ptr(),
+        )
+    };
+    assert_eq!(rc, 0, "mincore on lock_classes");
+    // The last page also holds what follows the array (lockdep's bitmap
+    // of classes in use, written at each registration): left out.
+    let resident = resident[..pages - 1]
+        .iter()
+        .filter(|&&r| r & 1 != 0)
+        .count();
+    let (used, _) = lock_classes_in_use(&kernel);
+    assert!(used > 0 && used < max, "{used} of {max} classes in use");
+    // The classes in use are the first ones (none was freed yet): the
+    // pages they span.
+    let mut bound = (start + used * (size / max)).div_ceil(page) - first / page;
+    // Where the host backs anonymous memory with huge pages unasked, a
+    // page written brings in its whole huge page.
+    let thp =
+        std::fs::read_to_string("/sys/kernel/mm/transparent_hugepage/enabled").unwrap_or_default();
+    if thp.contains("[always]") {
+        bound = bound.next_multiple_of(512) + 512;
+    }
+    assert!(
+        resident <= bound,
+        "{resident} of the first {} pages of lock_classes[] are in memory, for {used} of \
+         {max} classes in use ({} bytes each): at most {bound} should be",
+        pages - 1,
+        size / max
     );
     finish(kernel);
 }
