@@ -5,6 +5,7 @@
 
 use std::ffi::{c_int, c_ulong, c_void};
 use std::ptr::NonNull;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 
 use crate::error::SimError;
@@ -71,6 +72,22 @@ pub const KEPT_MAX: usize = 4;
 /// kernels touched stays resident meanwhile).
 pub const KEPT_MAX_BYTES: usize = 256 << 20;
 
+/// Whether [`mem_free`] keeps arenas for later kernels (the default).
+static KEEPING: AtomicBool = AtomicBool::new(true);
+
+/// Whether the arenas that halted kernels give back are kept for later
+/// kernels (`true`, the default) or unmapped at once (`false`, which also
+/// unmaps those kept so far). A kept arena is still mapped, so a tool that
+/// watches for accesses to freed memory (valgrind's memcheck, a test that
+/// halts kernels while threads run in them) would not see a thread that
+/// touched a halted kernel's memory: such tools turn keeping off.
+pub fn keep_arenas(keep: bool) {
+    KEEPING.store(keep, Ordering::SeqCst);
+    if !keep {
+        release_kept();
+    }
+}
+
 /// `mem_alloc`: `size` bytes of page-aligned read/write memory; NULL on
 /// failure (including `size == 0`).
 ///
@@ -101,8 +118,9 @@ pub unsafe extern "C" fn mem_alloc(size: c_ulong) -> *mut c_void {
 
 /// `mem_free`: gives back memory from [`mem_alloc`] (NULL is ignored).
 /// It is kept for a later [`mem_alloc`] while fewer than [`KEPT_MAX`]
-/// arenas of at most [`KEPT_MAX_BYTES`] are; otherwise, or if the
-/// oldest kept one must make room, it is unmapped.
+/// arenas of at most [`KEPT_MAX_BYTES`] are; otherwise, if the oldest kept
+/// one must make room, or if keeping is off ([`keep_arenas`]), it is
+/// unmapped.
 ///
 /// # Safety
 ///
@@ -115,7 +133,7 @@ pub unsafe extern "C" fn mem_free(addr: *mut c_void, size: c_ulong) {
         };
         let size = size as usize;
         let mut unused = Vec::new();
-        if size <= KEPT_MAX_BYTES {
+        if size <= KEPT_MAX_BYTES && KEEPING.load(Ordering::SeqCst) {
             let mut kept = KEPT.lock().unwrap_or_else(|e| e.into_inner());
             kept.push((addr.as_ptr() as usize, size));
             while kept.len() > KEPT_MAX
@@ -369,6 +387,31 @@ mod tests {
         }
         assert_eq!(release_kept(), 3 * size + 1);
         assert_eq!(release_kept(), 0);
+    }
+
+    #[test]
+    fn with_keeping_off_given_back_memory_is_unmapped_at_once() {
+        let _serial = KEPT_TESTS.lock().unwrap_or_else(|e| e.into_inner());
+        let size = 7 * page_size();
+        // SAFETY: from mem_alloc, given back once with its size.
+        unsafe {
+            let kept = mem_alloc(size as c_ulong);
+            mem_free(kept, size as c_ulong);
+            // Turning keeping off unmaps what was kept.
+            keep_arenas(false);
+            assert!(kept_sizes().is_empty());
+            let p = mem_alloc(size as c_ulong);
+            mem_free(p, size as c_ulong);
+            assert!(kept_sizes().is_empty());
+        }
+        keep_arenas(true);
+        // SAFETY: as above.
+        unsafe {
+            let p = mem_alloc(size as c_ulong);
+            mem_free(p, size as c_ulong);
+        }
+        assert_eq!(kept_sizes(), [size]);
+        assert_eq!(release_kept(), size);
     }
 
     #[test]
