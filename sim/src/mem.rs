@@ -95,8 +95,8 @@ pub fn keep_arenas(keep: bool) {
 /// kernel that asks for the same size, as it was left: a kernel makes no
 /// assumption about the contents of its memory at boot (real memory
 /// holds whatever the last boot left), and already faulted-in pages
-/// spare it a page fault and a page clearing for each page it touches,
-/// about a fifth of a boot's time. Fresh memory is zeroed.
+/// spare it a page fault and a page clearing for each page it touches:
+/// up to a third of a default kernel's boot. Fresh memory is zeroed.
 ///
 /// # Safety
 ///
