@@ -106,6 +106,7 @@ pub fn run(args: &BenchArgs, kernel: &KernelArgs, json: bool) -> Result<()> {
     }
     fresh_process_boots(args, kernel, &mut report)?;
     private_boots(args, kernel, &mut report)?;
+    busy_host_boots(args, kernel, &mut report)?;
     memory_per_instance(args, kernel, &mut report)?;
 
     let linked = Kernel::boot_linked(kernel.boot_options()).context("booting the linked kernel")?;
@@ -272,6 +273,79 @@ fn private_boots(args: &BenchArgs, kernel: &KernelArgs, report: &mut Report) -> 
         format!(
             "the same, in alternating blocks of {BOOT_BLOCK}, while {NAMESPACES} kernels hold every namespace"
         ),
+    );
+    Ok(())
+}
+
+/// Private boots on a busy host (a spinning thread of this process on
+/// every host core), the kernel's threads in the short slices of
+/// `lkl_sim::sched` and in the host's default ones, alternately.
+fn busy_host_boots(args: &BenchArgs, kernel: &KernelArgs, report: &mut Report) -> Result<()> {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+
+    let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+    let stop = Arc::new(AtomicBool::new(false));
+    let spinners: Vec<_> = (0..cores)
+        .map(|_| {
+            let stop = stop.clone();
+            std::thread::spawn(move || {
+                while !stop.load(Ordering::Relaxed) {
+                    std::hint::spin_loop();
+                }
+            })
+        })
+        .collect();
+    let timed = |short: bool| -> Result<f64> {
+        lkl_sim::sched::set_short_slices(short);
+        let started = Instant::now();
+        let k = Kernel::boot(kernel.boot_options());
+        let elapsed = started.elapsed().as_nanos() as f64;
+        k?.halt()?;
+        Ok(elapsed)
+    };
+    let (mut short, mut default) = (Vec::new(), Vec::new());
+    let mut result = Ok(());
+    for _ in 0..args.boots {
+        match timed(true).and_then(|a| Ok((a, timed(false)?))) {
+            Ok((a, b)) => {
+                short.push(a);
+                default.push(b);
+            }
+            Err(e) => {
+                result = Err(e);
+                break;
+            }
+        }
+    }
+    lkl_sim::sched::set_short_slices(true);
+    stop.store(true, Ordering::Relaxed);
+    for spinner in spinners {
+        let _ = spinner.join();
+    }
+    result?;
+    let command = format!(
+        "{} × 2 Kernel::boot(), alternately, with {cores} threads of this process spinning",
+        args.boots
+    );
+    let (a, b) = (quantile(&short, 0.5), quantile(&default, 0.5));
+    report.add(
+        "private boot on a busy host, short slices, median",
+        ms(a),
+        "ms",
+        command.clone(),
+    );
+    report.add(
+        "private boot on a busy host, host's slices, median",
+        ms(b),
+        "ms",
+        command.clone(),
+    );
+    report.add(
+        "busy host: host's slices / short slices",
+        format!("{:.2}", b / a),
+        "×",
+        command,
     );
     Ok(())
 }

@@ -12,6 +12,7 @@
 //! | semaphores | [`sem`] | `sem_alloc/free/up/down` |
 //! | mutexes | [`mutex`] | `mutex_alloc/free/lock/unlock` |
 //! | threads | [`thread`] | `thread_create/self/join/yield` |
+//! | their host scheduling | [`sched`] | (short slices, for every thread above) |
 //! | thread-local slots | [`tls`] | `tls_alloc/free/set/get` |
 //! | clocks | [`clock`] | `time_ns`, `wall_ns` |
 //! | one-shot timers | [`timer`] | `timer_alloc/set_oneshot/cancel/free` |
@@ -63,6 +64,7 @@ pub mod ffi;
 pub mod host;
 pub mod mem;
 pub mod mutex;
+pub mod sched;
 pub mod sem;
 pub mod thread;
 pub mod timer;

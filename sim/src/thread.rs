@@ -143,7 +143,8 @@ pub fn current_id() -> u64 {
 }
 
 /// Spawns a named thread running `body` whose [`current_id`] is fixed
-/// before `body` runs. Returns that id and the join handle.
+/// before `body` runs, in the short slices of [`crate::sched`]. Returns
+/// that id and the join handle.
 pub(crate) fn spawn_with_id(
     name: &str,
     body: impl FnOnce() + Send + 'static,
@@ -153,6 +154,7 @@ pub(crate) fn spawn_with_id(
         .name(name.to_owned())
         .spawn(move || {
             CURRENT_ID.with(|c| c.set(id));
+            crate::sched::on_thread_start();
             body();
         })
         .map_err(SimError::Spawn)?;
