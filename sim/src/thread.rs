@@ -175,7 +175,26 @@ pub fn create(body: impl FnOnce() + Send + 'static) -> Result<u64, SimError> {
         }
     })?;
     slots.insert(id, Slot::Joinable(handle));
+    drop(slots);
+    let delay = CREATOR_DELAY_US.load(Ordering::Relaxed);
+    if delay > 0 {
+        std::thread::sleep(std::time::Duration::from_micros(delay));
+    }
     Ok(id)
+}
+
+/// How long [`create`] sleeps after starting a thread, in microseconds.
+static CREATOR_DELAY_US: AtomicU64 = AtomicU64::new(0);
+
+/// Makes every thread that [`create`]s a thread sleep for `delay` after
+/// starting it, before it returns the new thread's id: as a busy host may
+/// leave the creator waiting while the new thread runs. A test of the
+/// kernel's port uses it to show races between a new thread and its
+/// creator, which a fast host hides. Process-wide; `Duration::ZERO` (the
+/// default) turns it off.
+pub fn set_creator_delay(delay: std::time::Duration) {
+    let us = u64::try_from(delay.as_micros()).unwrap_or(u64::MAX);
+    CREATOR_DELAY_US.store(us, Ordering::Relaxed);
 }
 
 /// Waits for the thread `id` started by [`create`] to be gone (its body

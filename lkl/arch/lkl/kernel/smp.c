@@ -88,6 +88,12 @@ static void lkl_secondary_thread(void *arg)
 	}
 	lkl_exit_point = jb;
 	lkl_current_ti = task_thread_info(idle);
+	/*
+	 * Stored here, not by __cpu_up() once thread_create() returns: the
+	 * CPU may switch back to @idle before then, and a switch hands the CPU
+	 * to the next task's thread by this id.
+	 */
+	WRITE_ONCE(idle->thread.tid, lkl_thread_id());
 	lkl_cpu_take(&lkl_cpus[cpu], false);
 	lkl_secondary_start(cpu);
 }
@@ -109,10 +115,9 @@ int __cpu_up(unsigned int cpu, struct task_struct *idle)
 	if (ret)
 		return ret;
 	task_thread_info(idle)->cpu = cpu;
-	idle->thread.tid = lkl_ops->thread_create(lkl_secondary_thread, idle);
-	if (!idle->thread.tid)
+	c->idle_tid = lkl_ops->thread_create(lkl_secondary_thread, idle);
+	if (!c->idle_tid)
 		return -ENOMEM;
-	c->idle_tid = idle->thread.tid;
 
 	timeout = msecs_to_jiffies(LKL_CPU_UP_TIMEOUT_MS);
 	left = wait_for_completion_timeout(&lkl_cpu_running, timeout);

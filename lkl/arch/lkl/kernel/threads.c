@@ -121,6 +121,22 @@ void arch_release_task_struct(struct task_struct *tsk)
 	tsk->thread.sched_sem = NULL;
 }
 
+/*
+ * A thread that a switch woke holds the CPU: the switch passed it on by
+ * the thread's id.  A task whose id was not stored yet would have left
+ * the CPU free while its thread runs, for another thread to take too.
+ */
+static void lkl_check_handed_over(void)
+{
+	unsigned long owner = __atomic_load_n(&lkl_this_cpu()->owner,
+					      __ATOMIC_SEQ_CST);
+
+	WARN_ONCE(owner != lkl_thread_id(),
+		  "lkl: CPU%d handed to thread %lu, not to %s's (%lu)\n",
+		  raw_smp_processor_id(), owner, current->comm,
+		  lkl_thread_id());
+}
+
 static void __noreturn lkl_longjmp(void **jb)
 {
 	__builtin_longjmp(jb, 1);
@@ -210,6 +226,7 @@ struct task_struct *__switch_to(struct task_struct *prev,
 	lkl_current_ti = task_thread_info(prev);
 	if (READ_ONCE(pt->dead))
 		lkl_leave_for_good(-ESHUTDOWN);
+	lkl_check_handed_over();
 	return pt->prev_sched;
 }
 
@@ -414,6 +431,7 @@ static void lkl_thread_bootstrap(void *arg)
 	if (READ_ONCE(p->thread.dead))
 		return;
 	lkl_current_ti = task_thread_info(p);
+	lkl_check_handed_over();
 	schedule_tail(p->thread.prev_sched);
 
 	ret = p->thread.fn(p->thread.fn_arg);
