@@ -86,6 +86,26 @@ void lkl_syscalls_cleanup(void)
 }
 
 /*
+ * host0_lock, and whether the calling thread holds it.  Not inlined: a
+ * function that reaches several of this file's thread-local variables is
+ * compiled to find them from the module's TLS base, which a relocatable
+ * vmlinux cannot define.
+ */
+static noinline void lkl_host0_lock(void)
+{
+	lkl_ops->mutex_enter(host0_lock);
+	lkl_host0_held = true;
+}
+
+static noinline void lkl_host0_unlock(void)
+{
+	if (lkl_host0_held) {
+		lkl_host0_held = false;
+		lkl_ops->mutex_leave(host0_lock);
+	}
+}
+
+/*
  * Clones a host task for the calling thread, running as lkl_host0 meanwhile.
  * The new task is not run here: the caller enters it with lkl_task_enter().
  */
@@ -95,8 +115,7 @@ static struct task_struct *lkl_new_host_task(void)
 	pid_t pid;
 	int ret;
 
-	lkl_ops->mutex_enter(host0_lock);
-	lkl_host0_held = true;
+	lkl_host0_lock();
 	ret = lkl_task_enter(lkl_host0);
 	if (ret) {
 		task = ERR_PTR(ret);
@@ -122,8 +141,7 @@ static struct task_struct *lkl_new_host_task(void)
 out:
 	/* lkl_host0 belongs to no thread between two clones. */
 	lkl_host0->thread.tid = 0;
-	lkl_host0_held = false;
-	lkl_ops->mutex_leave(host0_lock);
+	lkl_host0_unlock();
 	return task;
 }
 
@@ -180,13 +198,10 @@ long lkl_host_call(long (*fn)(long nr, long *params, void *data), long nr,
 		if (!lkl_exit_ret)
 			lkl_host_task = NULL;
 		/*
-		 * Stopped while cloning its task: the next caller must get
-		 * past the lock to see that the kernel is gone.
+		 * Stopped while cloning its task, or ended while it exited:
+		 * the next caller must get past the lock.
 		 */
-		if (lkl_host0_held) {
-			lkl_host0_held = false;
-			lkl_ops->mutex_leave(host0_lock);
-		}
+		lkl_host0_unlock();
 		ret = lkl_exit_ret;
 		goto out;
 	}
@@ -240,12 +255,22 @@ static long lkl_exit_task(long unused_nr, long *unused_params,
 /*
  * A host thread that made system calls is exiting: end its task.  Runs as
  * a thread-local destructor on that thread.
+ *
+ * Not while a host task is being cloned: the clone copies lkl_host0, the
+ * leader of every host task's thread group, whole, and the exit unlinks
+ * the task from that group, writing its neighbours' links, the leader's
+ * among them.  Linux allows that (the copied links are set afresh), but
+ * it is a data race that KCSAN reports, and the next host thread's first
+ * call would make it at every thread's exit.
  */
 static void lkl_put_host_task(void *data)
 {
 	/* No CPU is held here: nothing to report with, only to refuse. */
 	if (data != lkl_host_task)
 		return;
+	/* Released by lkl_host_call() if the exit comes back there. */
+	lkl_host0_lock();
 	lkl_host_call(lkl_exit_task, 0, NULL, NULL);
+	lkl_host0_unlock();
 	lkl_host_task = NULL;
 }
