@@ -304,26 +304,20 @@ fn busy_host_boots(args: &BenchArgs, kernel: &KernelArgs, report: &mut Report) -
         k?.halt()?;
         Ok(elapsed)
     };
-    let (mut short, mut default) = (Vec::new(), Vec::new());
-    let mut result = Ok(());
-    for _ in 0..args.boots {
-        match timed(true).and_then(|a| Ok((a, timed(false)?))) {
-            Ok((a, b)) => {
-                short.push(a);
-                default.push(b);
-            }
-            Err(e) => {
-                result = Err(e);
-                break;
-            }
+    let measured = (|| -> Result<(Vec<f64>, Vec<f64>)> {
+        let (mut short, mut default) = (Vec::new(), Vec::new());
+        for _ in 0..args.boots {
+            short.push(timed(true)?);
+            default.push(timed(false)?);
         }
-    }
+        Ok((short, default))
+    })();
     lkl_sim::sched::set_short_slices(true);
     stop.store(true, Ordering::Relaxed);
     for spinner in spinners {
         let _ = spinner.join();
     }
-    result?;
+    let (short, default) = measured?;
     let command = format!(
         "{} × 2 Kernel::boot(), alternately, with {cores} threads of this process spinning",
         args.boots

@@ -34,20 +34,10 @@ fn kernel_thread_slices() -> Vec<(String, libc::pid_t, u64)> {
     slices
 }
 
-/// Whether this host grants slices (Linux 6.12 and later): a scratch
-/// thread asks for one and reads it back.
-fn host_grants_slices() -> bool {
-    std::thread::spawn(|| {
-        sched::take_short_slice().is_ok() && sched::slice_of(0).ok() == Some(SHORT_SLICE_NS)
-    })
-    .join()
-    .expect("the scratch thread")
-}
-
 #[test]
 fn the_kernels_threads_run_in_short_slices_and_the_tests_thread_keeps_its_own() {
     let mine = sched::slice_of(0).expect("this thread's slice");
-    let expected = if host_grants_slices() {
+    let expected = if sched::host_grants_slices() {
         SHORT_SLICE_NS
     } else {
         mine

@@ -115,6 +115,14 @@ pub fn set_short_slices(on: bool) {
     SHORT_SLICES.store(on, Ordering::Relaxed);
 }
 
+/// Whether this host grants slices (Linux 6.12 and later): a scratch
+/// thread asks for [`SHORT_SLICE_NS`] and reads it back.
+pub fn host_grants_slices() -> bool {
+    std::thread::spawn(|| take_short_slice().is_ok() && slice_of(0).ok() == Some(SHORT_SLICE_NS))
+        .join()
+        .unwrap_or(false)
+}
+
 /// Called by each thread [`crate::thread`] starts, first thing. A host
 /// that refuses (a seccomp filter, say) costs speed under load and
 /// nothing else, so a refusal is not an error.
@@ -127,16 +135,6 @@ pub(crate) fn on_thread_start() {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    /// Whether this host grants slices (Linux 6.12 and later): a scratch
-    /// thread asks for one and reads it back.
-    fn host_grants_slices() -> bool {
-        std::thread::spawn(|| {
-            take_short_slice().is_ok() && slice_of(0).ok() == Some(SHORT_SLICE_NS)
-        })
-        .join()
-        .unwrap()
-    }
 
     #[test]
     fn a_thread_that_takes_the_short_slice_keeps_its_nice_value() {
