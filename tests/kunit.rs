@@ -16,6 +16,7 @@ lkl_harness::kunit_suites! {
     hello => "hello",
     lkl_delay => "lkl-delay",
     lkl_atomic => "lkl-atomic" (min_cpus = 2),
+    lkl_sched => "lkl-sched" (min_cpus = 2),
     example => "example",
     example_init => "example_init",
     time_test_cases => "time_test_cases",
