@@ -6,11 +6,14 @@
 //!   be there, with its value.
 //! - `lkl/patches/0009-*` replaces the enum names in trace event formats
 //!   in one pass per format instead of one per enum: each must still be
-//!   replaced (kernels with tracing: debug and race, whose lockdep brings
-//!   it in).
+//!   replaced (the kernel with tracing: race, whose lockdep brings it
+//!   in; the debug kernel leaves it out, `lkl/patches/0015-*`).
 //! - `lkl/patches/0011-*` has lockdep set a lock class up when it first
 //!   uses it instead of all 8,192 at the first lock: lockdep must work
 //!   (every debug and race test) and write only the classes it uses.
+//! - `lkl/patches/0015-*` lets lockdep track the IRQ state without the
+//!   tracing core, which the debug kernel leaves out: lockdep must still
+//!   tell locks taken in a hard interrupt, and tracefs must be gone.
 
 mod common;
 
@@ -103,10 +106,10 @@ fn every_built_in_module_parameter_is_in_sysfs_with_its_value() {
 /// The enum and sizeof names that `TRACE_DEFINE_ENUM()` and
 /// `TRACE_DEFINE_SIZEOF()` give numbers to, in the systems of this
 /// kernel's events that have them: none may be left in a format.
-#[cfg(any(lkl_kernel = "debug", lkl_kernel = "race"))]
+#[cfg(lkl_kernel = "race")]
 const EVAL_NAMES: &str = r"\b(ALARM_[A-Z_]+|[A-Z_]+_SOFTIRQ|___GFP_[A-Z0-9_]+_BIT|TICK_DEP_BIT_[A-Z_]+|LRU_[A-Z_]+|WB_REASON_[A-Z_]+|ZONE_[A-Z]+|DMA_[A-Z_]+|ERROR_DETECTOR_[A-Z]+)\b";
 
-#[cfg(any(lkl_kernel = "debug", lkl_kernel = "race"))]
+#[cfg(lkl_kernel = "race")]
 #[test]
 fn trace_event_formats_give_enums_by_value() {
     use common::subdirectories;
@@ -134,6 +137,45 @@ fn trace_event_formats_give_enums_by_value() {
         softirq.contains(r#"{ 0, "HI" }, { 1, "TIMER" }"#),
         "{softirq}"
     );
+    finish(kernel);
+}
+
+/// A count from `/proc/lockdep_stats`: the number on the line `name:`.
+#[cfg(any(lkl_kernel = "debug", lkl_kernel = "race"))]
+fn lockdep_stat(stats: &str, name: &str) -> u64 {
+    stats
+        .lines()
+        .find_map(|l| l.trim().strip_prefix(name)?.strip_prefix(':'))
+        .and_then(|n| n.split_whitespace().next()?.parse().ok())
+        .unwrap_or_else(|| panic!("no {name:?} count in\n{stats}"))
+}
+
+/// Lockdep tracks the IRQ state (`TRACE_IRQFLAGS`): it has seen locks
+/// taken in the timer's hard interrupt and locks taken with interrupts
+/// on, which it only can through the hooks of `trace_preemptirq.c`. The
+/// debug kernel builds them without the tracing core
+/// (`lkl/patches/0015-*`), which tracefs being unknown shows.
+#[cfg(any(lkl_kernel = "debug", lkl_kernel = "race"))]
+#[test]
+fn lockdep_tracks_the_irq_state() {
+    let kernel = common::boot();
+    // Let the tick interrupt a few times.
+    kernel
+        .nanosleep(std::time::Duration::from_millis(30))
+        .expect("nanosleep");
+    common::mount_proc(&kernel);
+    let stats = read_file(&kernel, "/proc/lockdep_stats");
+    for name in ["hardirq-safe locks", "hardirq-unsafe locks"] {
+        let n = lockdep_stat(&stats, name);
+        assert!(n > 0, "{name}: {n}\n{stats}");
+    }
+    kernel.mkdir(c"/tracing", 0o700).expect("mkdir /tracing");
+    let tracefs = kernel.mount(c"tracefs", c"/tracing", c"tracefs", 0);
+    if cfg!(lkl_kernel = "debug") {
+        assert_eq!(tracefs, Err(lkl_harness::Errno::ENODEV), "tracefs");
+    } else {
+        assert_eq!(tracefs, Ok(()), "tracefs");
+    }
     finish(kernel);
 }
 
