@@ -118,9 +118,9 @@ pub unsafe extern "C" fn mem_alloc(size: c_ulong) -> *mut c_void {
 
 /// `mem_free`: gives back memory from [`mem_alloc`] (NULL is ignored).
 /// It is kept for a later [`mem_alloc`] while fewer than [`KEPT_MAX`]
-/// arenas of at most [`KEPT_MAX_BYTES`] are; otherwise, if the oldest kept
-/// one must make room, or if keeping is off ([`keep_arenas`]), it is
-/// unmapped.
+/// arenas of at most [`KEPT_MAX_BYTES`] are; otherwise a kept one makes
+/// room (the oldest of the size kept most often) and is unmapped, and so
+/// is everything given back while keeping is off ([`keep_arenas`]).
 ///
 /// # Safety
 ///
@@ -139,7 +139,8 @@ pub unsafe extern "C" fn mem_free(addr: *mut c_void, size: c_ulong) {
             while kept.len() > KEPT_MAX
                 || kept.iter().map(|&(_, s)| s).sum::<usize>() > KEPT_MAX_BYTES
             {
-                unused.push(kept.remove(0));
+                let victim = eviction_victim(&kept);
+                unused.push(kept.remove(victim));
             }
         } else {
             unused.push((addr.as_ptr() as usize, size));
@@ -148,6 +149,19 @@ pub unsafe extern "C" fn mem_free(addr: *mut c_void, size: c_ulong) {
             unmap_reporting(addr, size);
         }
     })
+}
+
+/// Which kept arena makes room: the oldest of the size kept most often.
+/// A run of kernels of one size (a test's fifteen small ones, say) then
+/// does not push out the only arena kept for another size, whose next
+/// kernel would fault in and clear all of its memory again; among sizes
+/// kept equally often, the oldest arena goes. `kept` is not empty.
+fn eviction_victim(kept: &[(usize, usize)]) -> usize {
+    let copies = |size: usize| kept.iter().filter(|&&(_, s)| s == size).count();
+    let most = kept.iter().map(|&(_, s)| copies(s)).max().unwrap_or(0);
+    kept.iter()
+        .position(|&(_, s)| copies(s) == most)
+        .unwrap_or(0)
 }
 
 /// Unmaps memory from [`map`] that nothing uses, reporting a failure on
@@ -438,16 +452,45 @@ mod tests {
             let p = mem_alloc(big as c_ulong);
             assert!(!p.is_null());
             mem_free(p, big as c_ulong);
-            // Two that fit, but not together: older ones make room, the
-            // oldest first, until what is kept fits.
+            // Two that fit, but not together: kept ones make room, the
+            // oldest of the size kept most often first, until what is
+            // kept fits: two of the three small ones go, then the older
+            // big one.
             let half = KEPT_MAX_BYTES / 2 + page_size();
             let (p, q) = (mem_alloc(half as c_ulong), mem_alloc(half as c_ulong));
             mem_free(p, half as c_ulong);
             assert_eq!(kept_sizes(), [size, size, size, half]);
             mem_free(q, half as c_ulong);
-            assert_eq!(kept_sizes(), [half]);
+            assert_eq!(kept_sizes(), [size, half]);
+            assert_eq!(mem_alloc(half as c_ulong), q);
+            mem_free(q, half as c_ulong);
         }
-        assert_eq!(release_kept(), KEPT_MAX_BYTES / 2 + page_size());
+        assert_eq!(release_kept(), size + KEPT_MAX_BYTES / 2 + page_size());
+    }
+
+    #[test]
+    fn a_run_of_one_size_does_not_push_out_another_sizes_only_arena() {
+        let _serial = KEPT_TESTS.lock().unwrap_or_else(|e| e.into_inner());
+        release_kept();
+        let (big, small) = (6 * page_size(), 2 * page_size());
+        // SAFETY: each from mem_alloc, given back once with its size.
+        unsafe {
+            let lone = mem_alloc(big as c_ulong);
+            mem_free(lone, big as c_ulong);
+            let run: Vec<_> = (0..2 * KEPT_MAX)
+                .map(|_| mem_alloc(small as c_ulong))
+                .collect();
+            for &p in &run {
+                mem_free(p, small as c_ulong);
+            }
+            let mut expected = vec![big];
+            expected.resize(KEPT_MAX, small);
+            assert_eq!(kept_sizes(), expected);
+            // The big kernel that boots next gets its old arena back.
+            assert_eq!(mem_alloc(big as c_ulong), lone);
+            mem_free(lone, big as c_ulong);
+        }
+        assert_eq!(release_kept(), big + (KEPT_MAX - 1) * small);
     }
 
     #[test]
