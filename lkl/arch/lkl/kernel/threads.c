@@ -281,12 +281,26 @@ static int lkl_task_wake_and_wait(struct task_struct *task)
 	if (READ_ONCE(task->__state) != TASK_PARKED)
 		goto wait;
 
-	/* Its last CPU first: the scheduler is likely to put it back there. */
-	for (i = 0; i < nr_cpu_ids && !c; i++) {
+	/*
+	 * The wake-up is run from an idle CPU if there is one, its last CPU
+	 * first, and otherwise from any free CPU.  A wake-up from an idle
+	 * CPU places the task there or on its idle last CPU (wake_affine());
+	 * one from the busy CPU that the task shares with the host task
+	 * current there often leaves it queued behind that task, since a
+	 * wake-up scans for idle CPUs only while the cache domain looks
+	 * lightly used (SIS_UTIL), and a host task current on its CPU
+	 * counts as running the whole time its thread runs host code.
+	 * Two threads that call at once would then take turns on one CPU
+	 * while the other idles.
+	 */
+	for (i = 0; i < 2 * nr_cpu_ids && !c; i++) {
 		unsigned int n = (first + i) % nr_cpu_ids;
+		struct lkl_cpu *cand = &lkl_cpus[n];
 
-		if (cpu_online(n) && lkl_cpu_try_take(&lkl_cpus[n]))
-			c = &lkl_cpus[n];
+		if (i < nr_cpu_ids && !is_idle_task(READ_ONCE(cand->curr)))
+			continue;
+		if (cpu_online(n) && lkl_cpu_try_take(cand))
+			c = cand;
 	}
 	if (!c) {
 		c = &lkl_cpus[first];
