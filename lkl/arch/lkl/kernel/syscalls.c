@@ -137,7 +137,8 @@ static struct task_struct *lkl_new_host_task(void)
 		else
 			task = ERR_PTR(-ESRCH);
 	}
-	lkl_task_leave();
+	/* No thread calls as lkl_host0 until the next clone. */
+	lkl_task_leave_asleep();
 out:
 	/* lkl_host0 belongs to no thread between two clones. */
 	lkl_host0->thread.tid = 0;

@@ -383,14 +383,12 @@ entered:
 	return 0;
 }
 
-/**
- * lkl_task_leave() - the current host task's thread goes back to the host
- *
+/*
  * Interrupts that came during the call run as if they arrived just after
  * it.  The task then stays current on its CPU, which is freed, unless it
- * has to make way for another task: then it is descheduled.
+ * has to make way for another task or @asleep: then it is descheduled.
  */
-void lkl_task_leave(void)
+static void lkl_task_leave_cpu(bool asleep)
 {
 	struct lkl_cpu *c = lkl_this_cpu();
 
@@ -401,12 +399,37 @@ void lkl_task_leave(void)
 		c->regs.user = 1;
 		lkl_run_irqs(NULL, NULL);
 	}
-	if (need_resched() || !single_task_running()) {
+	if (asleep || need_resched() || !single_task_running()) {
 		lkl_deschedule();
 		return;
 	}
 	c->user = true;
 	lkl_cpu_release(c);
+}
+
+/**
+ * lkl_task_leave() - the current host task's thread goes back to the host
+ *
+ * Interrupts that came during the call run as if they arrived just after
+ * it.  The task then stays current on its CPU, which is freed, unless it
+ * has to make way for another task: then it is descheduled.
+ */
+void lkl_task_leave(void)
+{
+	lkl_task_leave_cpu(false);
+}
+
+/**
+ * lkl_task_leave_asleep() - go back to the host, the task descheduled
+ *
+ * As lkl_task_leave(), for a task that no thread calls as for a while:
+ * lkl_host0 between two clones.  Left current, it would make its CPU look
+ * busy to the scheduler, which would queue woken tasks behind others
+ * instead of there, until a few quiet ticks deschedule it.
+ */
+void lkl_task_leave_asleep(void)
+{
+	lkl_task_leave_cpu(true);
 }
 
 /**

@@ -136,6 +136,7 @@ void lkl_threads_stop(void);
 void lkl_deschedule(void);
 int lkl_task_enter(struct task_struct *task);
 void lkl_task_leave(void);
+void lkl_task_leave_asleep(void);
 void lkl_wake_host_task(void *task);
 int lkl_host_task_fn(void *arg);
 
