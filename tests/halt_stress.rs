@@ -58,7 +58,8 @@ fn cycles() -> usize {
 }
 
 /// The threads of this process, by name, less the host library's own
-/// long-lived one (the reaper, started with the first kernel thread).
+/// long-lived ones, started with the first kernel thread: the reaper, the
+/// spawner and the spare threads it keeps waiting.
 fn threads() -> Vec<String> {
     let mut names: Vec<String> = std::fs::read_dir("/proc/self/task")
         .expect("/proc/self/task")
@@ -68,7 +69,14 @@ fn threads() -> Vec<String> {
             std::fs::read_to_string(comm).ok()
         })
         .map(|comm| comm.trim_end().to_string())
-        .filter(|name| name != lkl_sim::thread::REAPER_THREAD_NAME)
+        .filter(|name| {
+            ![
+                lkl_sim::thread::REAPER_THREAD_NAME,
+                lkl_sim::thread::SPAWNER_THREAD_NAME,
+                lkl_sim::thread::SPARE_THREAD_NAME,
+            ]
+            .contains(&name.as_str())
+        })
         .collect();
     names.sort();
     names

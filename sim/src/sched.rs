@@ -81,6 +81,45 @@ pub fn slice_of(tid: libc::pid_t) -> io::Result<u64> {
     getattr(tid).map(|a| a.runtime)
 }
 
+/// The scheduling a thread inherits from the thread that starts it:
+/// policy, nice value and slice. See [`inheritable`].
+#[derive(Debug, Clone, Copy)]
+pub struct Inherited(SchedAttr);
+
+/// The calling thread's scheduling, for a thread started earlier (a spare
+/// of [`crate::thread`]) that runs work on its behalf to take on with
+/// [`take_on`], as a thread it started itself would have inherited it.
+/// `None` for a policy other than `SCHED_OTHER` and `SCHED_BATCH`, or
+/// when the host does not tell.
+pub(crate) fn inheritable() -> Option<Inherited> {
+    let attr = getattr(0).ok()?;
+    (attr.policy == SCHED_OTHER || attr.policy == SCHED_BATCH).then_some(Inherited(attr))
+}
+
+impl Inherited {
+    /// The nice value.
+    pub fn nice(&self) -> i32 {
+        self.0.nice
+    }
+}
+
+/// Makes the calling thread's scheduling what [`inheritable`] read on
+/// another thread. A host that refuses leaves the thread as it was.
+pub(crate) fn take_on(sched: &Inherited) {
+    let mut attr = sched.0;
+    attr.size = std::mem::size_of::<SchedAttr>() as u32;
+    attr.flags &= SCHED_FLAG_RESET_ON_FORK;
+    // SAFETY: the kernel reads `attr.size` bytes of `attr`, all of it.
+    unsafe {
+        libc::syscall(
+            libc::SYS_sched_setattr,
+            0,
+            &attr as *const SchedAttr,
+            0 as libc::c_uint,
+        )
+    };
+}
+
 /// Asks the host to run the calling thread in slices of
 /// [`SHORT_SLICE_NS`], keeping its policy and nice value; threads it
 /// creates inherit the slice. Does nothing to a thread whose policy is not

@@ -29,11 +29,25 @@
 //! exited: a later [`join`] of that id returns at once, and one that comes
 //! while the reaper is joining waits for it. Only the id stays recorded
 //! (a few bytes per thread ever created and never joined).
+//!
+//! # Spare threads
+//!
+//! A kernel creates its threads while it holds a CPU (kthreadd in
+//! `copy_thread()`), some 28 at each boot at 2 CPUs, and a host thread
+//! takes some 45 us to start: over a millisecond of every boot that no
+//! other work on that CPU can use. So [`create`] hands the body to a
+//! *spare* thread, started ahead of need, when there is one; a background
+//! *spawner* thread ([`SPAWNER_THREAD_NAME`]) keeps [`SPARES`] of them
+//! waiting (named [`SPARE_THREAD_NAME`] meanwhile). A spare takes on what
+//! a thread started by the caller would have had, its id, name and
+//! scheduling (the caller's, see [`crate::sched`]); it is used once, and
+//! exits and is reaped like any other. Threads are never reused: whatever
+//! a thread-local destructor left behind goes with its thread.
 
 use std::cell::Cell;
 use std::collections::BTreeMap;
 use std::ffi::{c_int, c_void};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicI32, AtomicU64, Ordering};
 use std::sync::OnceLock;
 use std::thread::JoinHandle;
 
@@ -76,6 +90,45 @@ static EXITED: Condvar = Condvar::new();
 /// Channel to the reaper (`None` if it could not be started).
 static REAPER: OnceLock<Option<Sender<u64>>> = OnceLock::new();
 
+/// Name of the background thread that starts spare threads.
+pub const SPAWNER_THREAD_NAME: &str = "lkl-spawner";
+
+/// Name of a spare thread until it is handed a body.
+pub const SPARE_THREAD_NAME: &str = "lkl-spare";
+
+/// How many spare threads the spawner keeps waiting: a boot's worth.
+pub const SPARES: usize = 32;
+
+/// What a spare thread runs, and the scheduling it first takes on.
+type Job = (Box<dyn FnOnce() + Send>, Option<crate::sched::Inherited>);
+
+/// A thread started ahead of need, waiting for its [`Job`].
+struct Spare {
+    id: u64,
+    handle: JoinHandle<()>,
+    job: Sender<Job>,
+}
+
+/// The spare threads, and the process that started them: a child forked
+/// from a process with spares has none of their threads.
+struct Spares {
+    pid: u32,
+    waiting: Vec<Spare>,
+}
+
+static SPARE_THREADS: Mutex<Spares> = Mutex::new(Spares {
+    pid: 0,
+    waiting: Vec::new(),
+});
+
+/// Wakes the spawner (`None` if it could not be started).
+static SPAWNER: OnceLock<Option<Sender<()>>> = OnceLock::new();
+
+/// The nice value spare threads start with, the spawner's, once it runs.
+/// A spare can take on a creator's nice value only if it is no lower
+/// (lowering it needs a privilege): other creators start a thread.
+static SPARE_NICE: AtomicI32 = AtomicI32::new(i32::MAX);
+
 fn reaper() -> Option<&'static Sender<u64>> {
     REAPER
         .get_or_init(|| {
@@ -90,6 +143,75 @@ fn reaper() -> Option<&'static Sender<u64>> {
             spawned.ok().map(|_| tx)
         })
         .as_ref()
+}
+
+/// Asks the spawner to top the spare threads up, starting it first if
+/// need be.
+fn wake_spawner() {
+    let spawner = SPAWNER.get_or_init(|| {
+        SPARE_THREADS.lock().pid = std::process::id();
+        let (tx, rx) = crossbeam_channel::bounded::<()>(1);
+        let spawned = std::thread::Builder::new()
+            .name(SPAWNER_THREAD_NAME.to_owned())
+            .spawn(move || {
+                if let Some(sched) = crate::sched::inheritable() {
+                    SPARE_NICE.store(sched.nice(), Ordering::SeqCst);
+                }
+                for () in rx {
+                    top_up_spares();
+                }
+            });
+        spawned.ok().map(|_| tx)
+    });
+    if let Some(spawner) = spawner {
+        // Full: a wake-up is pending already.
+        let _ = spawner.try_send(());
+    }
+}
+
+/// Starts spare threads until [`SPARES`] wait (the spawner's work).
+fn top_up_spares() {
+    while SPARE_THREADS.lock().waiting.len() < SPARES {
+        let (tx, rx) = crossbeam_channel::bounded::<Job>(1);
+        let Ok((id, handle)) = spawn_with_id(SPARE_THREAD_NAME, move || {
+            // Dropped unused (the process is exiting): nothing to run.
+            let Ok((body, sched)) = rx.recv() else {
+                return;
+            };
+            if let Some(sched) = sched {
+                crate::sched::take_on(&sched);
+            }
+            crate::sched::on_thread_start();
+            set_host_name(TASK_THREAD_NAME);
+            body();
+        }) else {
+            return;
+        };
+        SPARE_THREADS.lock().waiting.push(Spare {
+            id,
+            handle,
+            job: tx,
+        });
+    }
+}
+
+/// A spare thread for [`create`], if one waits in this process.
+fn take_spare() -> Option<Spare> {
+    let mut spares = SPARE_THREADS.lock();
+    if spares.pid != std::process::id() {
+        return None;
+    }
+    spares.waiting.pop()
+}
+
+/// Sets the calling thread's name as the host shows it (`comm`).
+fn set_host_name(name: &str) {
+    let Ok(name) = std::ffi::CString::new(name) else {
+        return;
+    };
+    // SAFETY: PR_SET_NAME reads a NUL-terminated string of at most 16
+    // bytes, which `name` is.
+    unsafe { libc::prctl(libc::PR_SET_NAME, name.as_ptr()) };
 }
 
 /// Joins thread `id` if nobody else has taken its handle.
@@ -162,18 +284,37 @@ pub(crate) fn spawn_with_id(
 }
 
 /// Starts a joinable host thread named [`TASK_THREAD_NAME`] running `body`;
-/// returns its id (what [`current_id`] returns on it).
+/// returns its id (what [`current_id`] returns on it). A spare thread
+/// runs it if one waits (see "Spare threads" above).
 pub fn create(body: impl FnOnce() + Send + 'static) -> Result<u64, SimError> {
     let reaper = reaper();
-    // Hold the map lock across the spawn so that neither a racing `join`
-    // nor the reaper can miss the entry.
-    let mut slots = SLOTS.lock();
-    let (id, handle) = spawn_with_id(TASK_THREAD_NAME, move || {
+    let body = move || {
         body();
         if let Some(reaper) = reaper {
             let _ = reaper.send(current_id());
         }
-    })?;
+    };
+    let sched = crate::sched::inheritable();
+    let spare = sched
+        .filter(|s| s.nice() >= SPARE_NICE.load(Ordering::SeqCst))
+        .and_then(|_| take_spare());
+    wake_spawner();
+    // Hold the map lock across the hand-over or spawn so that neither a
+    // racing `join` nor the reaper can miss the entry.
+    let mut slots = SLOTS.lock();
+    let (id, handle) = match spare {
+        Some(spare) => {
+            match spare.job.send((Box::new(body), sched)) {
+                Ok(()) => (spare.id, spare.handle),
+                // The spare is gone (cannot happen: it waits until sent
+                // to): start a thread after all.
+                Err(crossbeam_channel::SendError((body, _))) => {
+                    spawn_with_id(TASK_THREAD_NAME, body)?
+                }
+            }
+        }
+        None => spawn_with_id(TASK_THREAD_NAME, body)?,
+    };
     slots.insert(id, Slot::Joinable(handle));
     drop(slots);
     let delay = CREATOR_DELAY_US.load(Ordering::Relaxed);
@@ -355,16 +496,81 @@ mod tests {
         join(id).unwrap();
     }
 
+    /// Serialises the tests that use up spare threads.
+    static SPARE_TESTS: Mutex<()> = Mutex::new(());
+
+    /// Once the spawner has topped them up, the next body runs on a
+    /// waiting spare, with the id it got when it started.
+    #[test]
+    fn a_waiting_spare_runs_the_next_body() {
+        let _serial = SPARE_TESTS.lock();
+        wake_spawner();
+        let since = std::time::Instant::now();
+        while SPARE_THREADS.lock().waiting.len() < SPARES {
+            assert!(
+                since.elapsed() < std::time::Duration::from_secs(10),
+                "the spawner started {} of {SPARES} spares",
+                SPARE_THREADS.lock().waiting.len()
+            );
+            std::thread::yield_now();
+        }
+        let spares: HashSet<u64> = SPARE_THREADS.lock().waiting.iter().map(|s| s.id).collect();
+        let (tx, rx) = crossbeam_channel::bounded(1);
+        let id = create(move || tx.send(current_id()).unwrap()).unwrap();
+        assert!(spares.contains(&id), "{id} is not a spare's id: {spares:?}");
+        assert_eq!(rx.recv().unwrap(), id);
+        join(id).unwrap();
+    }
+
+    /// The name the host shows (`ps`, `perf`, a debugger), spare or not.
     #[test]
     fn thread_name_is_lkl_task() {
-        let (tx, rx) = crossbeam_channel::bounded(1);
-        let id = create(move || {
-            tx.send(std::thread::current().name().map(str::to_owned))
-                .unwrap()
+        let _serial = SPARE_TESTS.lock();
+        for _ in 0..2 * SPARES {
+            let (tx, rx) = crossbeam_channel::bounded(1);
+            let id = create(move || {
+                tx.send(std::fs::read_to_string("/proc/thread-self/comm").unwrap())
+                    .unwrap()
+            })
+            .unwrap();
+            assert_eq!(rx.recv().unwrap().trim_end(), TASK_THREAD_NAME);
+            join(id).unwrap();
+        }
+    }
+
+    /// A thread run by a spare has the scheduling of the thread that
+    /// created it, as a thread it started would have, slice included.
+    #[test]
+    fn a_created_thread_takes_on_its_creators_nice_value() {
+        let _serial = SPARE_TESTS.lock();
+        // Started from here if no test did before: at this thread's nice
+        // value, below the scratch thread's.
+        wake_spawner();
+        let nices: Vec<(i32, i32)> = std::thread::spawn(|| {
+            (0..2 * SPARES as i32)
+                .map(|i| {
+                    let nice = (1 + i / 4).min(19);
+                    // SAFETY: plain system calls on this scratch thread;
+                    // raising one's own nice value needs no privilege.
+                    unsafe { libc::setpriority(libc::PRIO_PROCESS, libc::gettid() as _, nice) };
+                    let (tx, rx) = crossbeam_channel::bounded(1);
+                    let id = create(move || {
+                        // SAFETY: reads the calling thread's nice value.
+                        let got = unsafe { libc::getpriority(libc::PRIO_PROCESS, 0) };
+                        tx.send(got).unwrap()
+                    })
+                    .unwrap();
+                    let got = rx.recv().unwrap();
+                    join(id).unwrap();
+                    (nice, got)
+                })
+                .collect()
         })
+        .join()
         .unwrap();
-        assert_eq!(rx.recv().unwrap().as_deref(), Some(TASK_THREAD_NAME));
-        join(id).unwrap();
+        for (nice, got) in nices {
+            assert_eq!(got, nice);
+        }
     }
 
     #[test]
