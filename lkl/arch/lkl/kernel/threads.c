@@ -487,6 +487,26 @@ static void lkl_thread_bootstrap(void *arg)
 }
 
 /**
+ * arch_dup_task_struct() - copy the forking task to the new one
+ * @dst: the new task
+ * @src: the task that forks
+ *
+ * Other CPUs may write @src meanwhile: a wake-up takes its pi_lock, for
+ * kthreadd as it forks the kthread that another CPU asked for.  Fields
+ * that others write are set afresh in @dst by copy_process() (the locks)
+ * or do not describe it, so a torn copy of them is harmless; KCSAN is
+ * told that the race is intended.
+ *
+ * Return: 0.
+ */
+int arch_dup_task_struct(struct task_struct *dst, struct task_struct *src)
+{
+	/* Fields others write are set afresh or unused: see above. */
+	data_race(memcpy(dst, src, sizeof(*dst)));
+	return 0;
+}
+
+/**
  * copy_thread() - set up the host side of a new task
  * @p: the new task
  * @args: clone arguments
