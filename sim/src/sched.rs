@@ -106,32 +106,15 @@ impl Inherited {
 /// Makes the calling thread's scheduling what [`inheritable`] read on
 /// another thread. A host that refuses leaves the thread as it was.
 pub(crate) fn take_on(sched: &Inherited) {
-    let mut attr = sched.0;
-    attr.size = std::mem::size_of::<SchedAttr>() as u32;
-    attr.flags &= SCHED_FLAG_RESET_ON_FORK;
-    // SAFETY: the kernel reads `attr.size` bytes of `attr`, all of it.
-    unsafe {
-        libc::syscall(
-            libc::SYS_sched_setattr,
-            0,
-            &attr as *const SchedAttr,
-            0 as libc::c_uint,
-        )
-    };
+    let _ = setattr(sched.0);
 }
 
-/// Asks the host to run the calling thread in slices of
-/// [`SHORT_SLICE_NS`], keeping its policy and nice value; threads it
-/// creates inherit the slice. Does nothing to a thread whose policy is not
-/// `SCHED_OTHER` or `SCHED_BATCH`.
-pub fn take_short_slice() -> io::Result<()> {
-    let mut attr = getattr(0)?;
-    if attr.policy != SCHED_OTHER && attr.policy != SCHED_BATCH {
-        return Ok(());
-    }
+/// Sets the calling thread's scheduling to `attr` (its flags other than
+/// reset-on-fork dropped, as `sched_getattr` reports more than
+/// `sched_setattr` takes).
+fn setattr(mut attr: SchedAttr) -> io::Result<()> {
     attr.size = std::mem::size_of::<SchedAttr>() as u32;
     attr.flags &= SCHED_FLAG_RESET_ON_FORK;
-    attr.runtime = SHORT_SLICE_NS;
     // SAFETY: the kernel reads `attr.size` bytes of `attr`, all of it.
     let r = unsafe {
         libc::syscall(
@@ -146,6 +129,19 @@ pub fn take_short_slice() -> io::Result<()> {
     } else {
         Err(io::Error::last_os_error())
     }
+}
+
+/// Asks the host to run the calling thread in slices of
+/// [`SHORT_SLICE_NS`], keeping its policy and nice value; threads it
+/// creates inherit the slice. Does nothing to a thread whose policy is not
+/// `SCHED_OTHER` or `SCHED_BATCH`.
+pub fn take_short_slice() -> io::Result<()> {
+    let mut attr = getattr(0)?;
+    if attr.policy != SCHED_OTHER && attr.policy != SCHED_BATCH {
+        return Ok(());
+    }
+    attr.runtime = SHORT_SLICE_NS;
+    setattr(attr)
 }
 
 /// Whether the threads started from now on ask for short slices (the
