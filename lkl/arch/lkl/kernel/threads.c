@@ -296,10 +296,14 @@ static int lkl_task_wake_and_wait(struct task_struct *task)
 	for (i = 0; i < 2 * nr_cpu_ids && !c; i++) {
 		unsigned int n = (first + i) % nr_cpu_ids;
 		struct lkl_cpu *cand = &lkl_cpus[n];
+		struct task_struct *curr;
 
-		if (i < nr_cpu_ids && !is_idle_task(READ_ONCE(cand->curr)))
+		if (!cpu_online(n))
 			continue;
-		if (cpu_online(n) && lkl_cpu_try_take(cand))
+		curr = READ_ONCE(cand->curr);
+		if (i < nr_cpu_ids && (!curr || !is_idle_task(curr)))
+			continue;
+		if (lkl_cpu_try_take(cand))
 			c = cand;
 	}
 	if (!c) {
