@@ -496,7 +496,8 @@ mod tests {
         join(id).unwrap();
     }
 
-    /// Serialises the tests that use up spare threads.
+    /// Serialises the tests that use up spare threads, so that
+    /// `a_waiting_spare_runs_the_next_body` finds one.
     static SPARE_TESTS: Mutex<()> = Mutex::new(());
 
     /// Once the spawner has topped them up, the next body runs on a
@@ -636,7 +637,9 @@ mod tests {
 
     #[test]
     fn finished_threads_are_reaped_and_still_joinable_once() {
-        let ids: Vec<u64> = (0..32).map(|_| create(|| {}).unwrap()).collect();
+        // A burst of SPARES threads uses every spare up.
+        let _serial = SPARE_TESTS.lock();
+        let ids: Vec<u64> = (0..SPARES).map(|_| create(|| {}).unwrap()).collect();
         for &id in &ids {
             wait_reaped(id);
         }
