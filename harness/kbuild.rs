@@ -344,28 +344,42 @@ impl Cache {
 
     /// Builds `spec`, or finds it up to date. The caller holds the lock.
     pub fn build(&self, spec: &Spec, _lock: &Lock) -> Result<Built> {
-        let dir = self.build_dir(spec);
-        let stamp = dir.join(".lkl-inputs");
-        if let Some(digest) = self.inputs_digest(spec)? {
-            let built = Built {
-                object: dir.join("lkl.o"),
-                shared_library: dir.join("liblkl.so"),
-                build_dir: dir.clone(),
-            };
-            if fs::read_to_string(&stamp).ok().as_deref() == Some(digest.as_str())
-                && built.object.is_file()
-                && built.shared_library.is_file()
-            {
-                return Ok(built);
-            }
+        if let Some(built) = self.up_to_date(spec)? {
+            return Ok(built);
         }
         ensure_host_tools(self.report)?;
         let source = self.kernel_source()?;
         self.rotate_log()?;
         self.prepare_tree(&source)?;
+        self.make_and_package(spec)
+    }
+
+    /// What the last build of `spec` left, if it was made from the inputs
+    /// of today (see [`Cache::inputs_digest`]) and packaged.
+    fn up_to_date(&self, spec: &Spec) -> Result<Option<Built>> {
+        let Some(digest) = self.inputs_digest(spec)? else {
+            return Ok(None);
+        };
+        let dir = self.build_dir(spec);
+        let built = Built {
+            object: dir.join("lkl.o"),
+            shared_library: dir.join("liblkl.so"),
+            build_dir: dir.clone(),
+        };
+        let stamp = fs::read_to_string(dir.join(".lkl-inputs")).ok();
+        Ok((stamp.as_deref() == Some(digest.as_str())
+            && built.object.is_file()
+            && built.shared_library.is_file())
+        .then_some(built))
+    }
+
+    /// Makes and packages `spec` in a prepared tree, and records what it
+    /// was made from, so that the next build finds it up to date.
+    fn make_and_package(&self, spec: &Spec) -> Result<Built> {
         let build = self.make_vmlinux(spec)?;
         let built = self.package(&build)?;
         if let Some(digest) = self.inputs_digest(spec)? {
+            let stamp = build.join(".lkl-inputs");
             fs::write(&stamp, digest).map_err(|e| io_err("write", &stamp, e))?;
         }
         Ok(built)
@@ -421,7 +435,13 @@ impl Cache {
             // in the series, say), a new copy costs seconds and the
             // mutant's files, where make in the old one would compile
             // again everything the base just did.
-            let base_dir = self.make_vmlinux(&base)?;
+            // A base that is up to date is not made again: make finds
+            // nothing to do, but reading the tree takes it seconds, for
+            // every mutant of a run.
+            let base_dir = match self.up_to_date(&base)? {
+                Some(built) => built.build_dir,
+                None => self.make_and_package(&base)?.build_dir,
+            };
             let copied = build.join(".lkl-copied");
             if fresh || newer(&base_dir.join("vmlinux"), &copied) {
                 copy_dir(&base_dir, &build)?;
