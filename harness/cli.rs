@@ -592,25 +592,19 @@ fn mutants(args: &MutantsArgs) -> Result<()> {
         }
     }
     let started = Instant::now();
-    let mut outcomes = Vec::new();
-    for patch in &found {
-        for &kernel in &kernels {
-            eprintln!(
-                "mutants: {} on the {} kernel ...",
-                lkl_harness::kbuild::mutant_name(patch),
-                kernel.name()
-            );
-            let outcome = mutants::run_one(patch, kernel, &args.tests, args.test_filter.as_deref());
-            eprintln!(
-                "{}",
-                mutants::table(std::slice::from_ref(&outcome))
-                    .lines()
-                    .nth(1)
-                    .unwrap_or_default()
-            );
-            outcomes.push(outcome);
-        }
-    }
+    let jobs: Vec<_> = found
+        .iter()
+        .flat_map(|patch| kernels.iter().map(|&kernel| (patch.clone(), kernel)))
+        .collect();
+    let outcomes = mutants::run_all(&jobs, &args.tests, args.test_filter.as_deref(), |outcome| {
+        eprintln!(
+            "{}",
+            mutants::table(std::slice::from_ref(outcome))
+                .lines()
+                .nth(1)
+                .unwrap_or_default()
+        )
+    });
     let mut out = std::io::stdout().lock();
     write!(out, "{}", mutants::table(&outcomes))?;
     if outcomes.iter().any(|o| o.log.is_some()) {

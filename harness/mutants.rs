@@ -4,12 +4,13 @@
 //! A mutant is a patch on top of `lkl/patches/` (the project's are in
 //! `lkl/mutants/`: memory bugs, undefined behaviour, a data race and plain
 //! logic bugs in `kernel/hello.c`). For each mutant and each chosen kernel
-//! variant, [`run_one`] builds the kernel with the mutant applied, in a
+//! variant, [`build`] builds the kernel with the mutant applied, in a
 //! build directory of its own that starts as a copy of the variant's, so
 //! only the files the mutant changes are compiled. It then runs the chosen
 //! test targets with `cargo test`, with [`Kernel::boot`](crate::Kernel::boot)
 //! loading the mutant's library (`LKL_LIBRARY`). A failing test catches
 //! the mutant; a mutant that does not build is an error, never a catch.
+//! [`run_all`] builds the next kernel while the tests of one run.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -114,10 +115,21 @@ pub fn target_dir(manifest: &Path, variant: Variant) -> PathBuf {
     target.join(format!("k{}", variant.name()))
 }
 
-/// Builds `mutant` for `kernel` and runs `tests` (test targets) against
-/// it, with `filter` passed on to the test binaries.
-pub fn run_one(mutant: &Path, kernel: Variant, tests: &[String], filter: Option<&str>) -> Outcome {
-    let name = crate::kbuild::mutant_name(mutant);
+/// A mutant's kernel built, or not, for one variant: what [`test()`] needs.
+#[derive(Clone, Debug)]
+pub struct Build {
+    /// The mutant's patch.
+    pub mutant: PathBuf,
+    /// The kernel it was built for.
+    pub kernel: Variant,
+    /// Its `liblkl.so`, or why it did not build.
+    pub library: Result<PathBuf, String>,
+    /// How long the build took.
+    pub took: Duration,
+}
+
+/// Builds `mutant` for `kernel` (see [`crate::seeded::build`]).
+pub fn build(mutant: &Path, kernel: Variant) -> Build {
     let spec = Spec {
         variant: kernel,
         mutants: vec![mutant.to_path_buf()],
@@ -125,36 +137,85 @@ pub fn run_one(mutant: &Path, kernel: Variant, tests: &[String], filter: Option<
     };
     let started = Instant::now();
     let library = crate::seeded::build(&spec);
-    let build = started.elapsed();
-    let library = match library {
+    Build {
+        mutant: mutant.to_path_buf(),
+        kernel,
+        library,
+        took: started.elapsed(),
+    }
+}
+
+/// Runs `tests` (test targets) against a mutant's kernel, with `filter`
+/// passed on to the test binaries, and keeps their output in [`log_dir`].
+pub fn test(build: Build, tests: &[String], filter: Option<&str>) -> Outcome {
+    let name = crate::kbuild::mutant_name(&build.mutant);
+    let library = match build.library {
         Ok(library) => library,
         Err(e) => {
             return Outcome {
                 mutant: name,
-                kernel,
+                kernel: build.kernel,
                 verdict: Verdict::BuildFailed(e),
-                build,
+                build: build.took,
                 test: Duration::ZERO,
                 log: None,
             }
         }
     };
     let started = Instant::now();
-    let (verdict, output) = run_tests(&library, kernel, tests, filter);
+    let (verdict, output) = run_tests(&library, build.kernel, tests, filter);
     let test = started.elapsed();
     let dir = log_dir(Path::new(env!("CARGO_MANIFEST_DIR")));
-    let path = dir.join(format!("{name}.{}.log", kernel.name()));
+    let path = dir.join(format!("{name}.{}.log", build.kernel.name()));
     let log = output
         .filter(|text| std::fs::create_dir_all(&dir).is_ok() && std::fs::write(&path, text).is_ok())
         .map(|_| path);
     Outcome {
         mutant: name,
-        kernel,
+        kernel: build.kernel,
         verdict,
-        build,
+        build: build.took,
         test,
         log,
     }
+}
+
+/// Runs every `(mutant, kernel)` job, in order: one thread builds the
+/// kernels one after another (builds share the cache's lock and its work
+/// tree) while this one runs each kernel's tests as soon as it is built,
+/// so that a build and the tests of the one before it use the two cores
+/// at once. `done` sees each outcome as it comes.
+pub fn run_all(
+    jobs: &[(PathBuf, Variant)],
+    tests: &[String],
+    filter: Option<&str>,
+    mut done: impl FnMut(&Outcome),
+) -> Vec<Outcome> {
+    let (built, builds) = crossbeam_channel::unbounded();
+    std::thread::scope(|scope| {
+        scope.spawn(move || {
+            for (mutant, kernel) in jobs {
+                eprintln!(
+                    "mutants: building {} for the {} kernel ...",
+                    crate::kbuild::mutant_name(mutant),
+                    kernel.name()
+                );
+                if built.send(build(mutant, *kernel)).is_err() {
+                    break;
+                }
+            }
+        });
+        // Ends when the builder has sent every build, or has panicked
+        // (which the scope then raises here).
+        builds
+            .iter()
+            .map(|b: Build| {
+                let outcome = test(b, tests, filter);
+                done(&outcome);
+                outcome
+            })
+            .collect()
+    })
 }
 
 /// Runs `cargo test` for `kernel` with `LKL_LIBRARY=library`: the verdict
