@@ -51,6 +51,9 @@ pub const LOG_LIMIT: u64 = 32 << 20;
 /// How many copies of a library [`install_copy`] keeps in a directory:
 /// the newest, and those a test binary built a little earlier may load.
 pub const COPIES_KEPT: usize = 3;
+/// The make log of a build directory whose make ran beside another's
+/// (see [`Cache::build_side_by_side`]).
+pub const APART_LOG: &str = "make.log";
 /// Symbols kept global in the library; everything else becomes local.
 pub const API_SYMBOLS: &[&str] = &[
     "lkl_start_kernel",
@@ -343,15 +346,49 @@ impl Cache {
     }
 
     /// Builds `spec`, or finds it up to date. The caller holds the lock.
-    pub fn build(&self, spec: &Spec, _lock: &Lock) -> Result<Built> {
-        if let Some(built) = self.up_to_date(spec)? {
-            return Ok(built);
+    pub fn build(&self, spec: &Spec, lock: &Lock) -> Result<Built> {
+        let mut built = self.build_side_by_side(std::slice::from_ref(spec), lock)?;
+        Ok(built.remove(0))
+    }
+
+    /// Builds `specs`, or finds them up to date, with their makes running
+    /// side by side. Specs that are not up to date must have the same
+    /// mutants (one mutant on the default and the debug kernel, say): the
+    /// mutants' files are put into the tree once for all of them, and the
+    /// links, which make runs one job at a time, use the host's cores
+    /// together. The caller holds the lock.
+    pub fn build_side_by_side(&self, specs: &[Spec], _lock: &Lock) -> Result<Vec<Built>> {
+        let mut stale = Vec::new();
+        for spec in specs {
+            if !stale.contains(spec) && self.up_to_date(spec)?.is_none() {
+                stale.push(spec.clone());
+            }
         }
-        ensure_host_tools(self.report)?;
-        let source = self.kernel_source()?;
-        self.rotate_log()?;
-        self.prepare_tree(&source)?;
-        self.make_and_package(spec)
+        if let Some(first) = stale.first() {
+            if let Some(other) = stale.iter().find(|s| s.mutants != first.mutants) {
+                return Err(format!(
+                    "cannot build {} and {} side by side: they differ in their mutants",
+                    first.name(),
+                    other.name()
+                ));
+            }
+            ensure_host_tools(self.report)?;
+            let source = self.kernel_source()?;
+            self.rotate_log()?;
+            self.prepare_tree(&source)?;
+            self.make_and_package(&stale)?;
+        }
+        Ok(specs.iter().map(|spec| self.built(spec)).collect())
+    }
+
+    /// Where a build of `spec` leaves its library.
+    fn built(&self, spec: &Spec) -> Built {
+        let dir = self.build_dir(spec);
+        Built {
+            object: dir.join("lkl.o"),
+            shared_library: dir.join("liblkl.so"),
+            build_dir: dir,
+        }
     }
 
     /// What the last build of `spec` left, if it was made from the inputs
@@ -360,29 +397,31 @@ impl Cache {
         let Some(digest) = self.inputs_digest(spec)? else {
             return Ok(None);
         };
-        let dir = self.build_dir(spec);
-        let built = Built {
-            object: dir.join("lkl.o"),
-            shared_library: dir.join("liblkl.so"),
-            build_dir: dir.clone(),
-        };
-        let stamp = fs::read_to_string(dir.join(".lkl-inputs")).ok();
+        let built = self.built(spec);
+        let stamp = fs::read_to_string(built.build_dir.join(".lkl-inputs")).ok();
         Ok((stamp.as_deref() == Some(digest.as_str())
             && built.object.is_file()
             && built.shared_library.is_file())
         .then_some(built))
     }
 
-    /// Makes and packages `spec` in a prepared tree, and records what it
-    /// was made from, so that the next build finds it up to date.
-    fn make_and_package(&self, spec: &Spec) -> Result<Built> {
-        let build = self.make_vmlinux(spec)?;
-        let built = self.package(&build)?;
-        if let Some(digest) = self.inputs_digest(spec)? {
-            let stamp = build.join(".lkl-inputs");
-            fs::write(&stamp, digest).map_err(|e| io_err("write", &stamp, e))?;
+    /// Makes and packages `specs` (with the same mutants) side by side in
+    /// a prepared tree, and records what each was made from, so that the
+    /// next build finds it up to date.
+    fn make_and_package(&self, specs: &[Spec]) -> Result<()> {
+        let dirs = specs
+            .iter()
+            .map(|spec| self.prepare_build_dir(spec))
+            .collect::<Result<Vec<_>>>()?;
+        self.make_vmlinux(specs, &dirs)?;
+        for (spec, dir) in specs.iter().zip(&dirs) {
+            self.package(dir)?;
+            if let Some(digest) = self.inputs_digest(spec)? {
+                let stamp = dir.join(".lkl-inputs");
+                fs::write(&stamp, digest).map_err(|e| io_err("write", &stamp, e))?;
+            }
         }
-        Ok(built)
+        Ok(())
     }
 
     /// A digest of what a build of `spec` is made from, beyond the kernel
@@ -423,25 +462,26 @@ impl Cache {
         Ok(Some(format!("{:016x}", stable_hash(text.as_bytes()))))
     }
 
-    /// Configures and makes `spec`'s vmlinux in its build directory, which
-    /// starts as a copy of its base's (see [`Spec::base`]) so that only
-    /// what differs is compiled. Returns the directory.
-    fn make_vmlinux(&self, spec: &Spec) -> Result<PathBuf> {
+    /// Makes `spec`'s build directory ready for make, and returns it: a
+    /// new one, or a mutant's, starts as a copy of its base's (see
+    /// [`Spec::base`]) so that only what differs is compiled, and is
+    /// configured.
+    fn prepare_build_dir(&self, spec: &Spec) -> Result<PathBuf> {
         let build = self.build_dir(spec);
         let fresh = !build.join(".config").is_file();
         if let Some(base) = spec.base().filter(|_| fresh || !spec.mutants.is_empty()) {
+            // A base that is up to date is not made again: make would find
+            // nothing to do, but reading the tree takes it seconds, for
+            // every mutant of a run.
+            if self.up_to_date(&base)?.is_none() {
+                self.make_and_package(std::slice::from_ref(&base))?;
+            }
             // A mutant's directory is its base's plus the mutant's files.
             // Once the base has been rebuilt since the copy (a new patch
             // in the series, say), a new copy costs seconds and the
             // mutant's files, where make in the old one would compile
             // again everything the base just did.
-            // A base that is up to date is not made again: make finds
-            // nothing to do, but reading the tree takes it seconds, for
-            // every mutant of a run.
-            let base_dir = match self.up_to_date(&base)? {
-                Some(built) => built.build_dir,
-                None => self.make_and_package(&base)?.build_dir,
-            };
+            let base_dir = self.build_dir(&base);
             let copied = build.join(".lkl-copied");
             if fresh || newer(&base_dir.join("vmlinux"), &copied) {
                 copy_dir(&base_dir, &build)?;
@@ -451,21 +491,51 @@ impl Cache {
             }
         }
         self.configure(spec, &build)?;
-        let vars = if spec.coverage {
-            self.coverage_vars()?
-        } else {
-            Vec::new()
-        };
-        if spec.mutants.is_empty() {
-            self.kmake(&build, &["vmlinux"], &vars)?;
-        } else {
-            let mutated = self.apply_mutants(spec, &build)?;
-            let made = self.kmake(&build, &["vmlinux"], &vars);
-            let restored = self.restore(&mutated);
-            made?;
-            restored?;
-        }
         Ok(build)
+    }
+
+    /// Makes the vmlinux of `specs` (with the same mutants) in their
+    /// prepared build directories `dirs`, side by side when there are
+    /// several, each then with a make log of its own that is added to the
+    /// cache's afterwards.
+    fn make_vmlinux(&self, specs: &[Spec], dirs: &[PathBuf]) -> Result<()> {
+        let mut vars = Vec::new();
+        for spec in specs {
+            vars.push(if spec.coverage {
+                self.coverage_vars()?
+            } else {
+                Vec::new()
+            });
+        }
+        let mutants = specs.first().map(|s| s.mutants.as_slice()).unwrap_or(&[]);
+        let mutated = if mutants.is_empty() {
+            Vec::new()
+        } else {
+            self.apply_mutants(mutants, dirs)?
+        };
+        let (made, logged): (Vec<Result<()>>, Result<()>) = if let [dir] = dirs {
+            (vec![self.kmake(dir, &["vmlinux"], &vars[0])], Ok(()))
+        } else {
+            let made = std::thread::scope(|scope| {
+                let makes: Vec<_> = dirs
+                    .iter()
+                    .zip(&vars)
+                    .map(|(dir, vars)| scope.spawn(move || self.kmake_apart(dir, vars)))
+                    .collect();
+                makes
+                    .into_iter()
+                    .map(|m| {
+                        m.join()
+                            .unwrap_or_else(|_| Err("make's thread panicked".into()))
+                    })
+                    .collect()
+            });
+            (made, self.append_logs(dirs))
+        };
+        let restored = self.restore(&mutated);
+        made.into_iter().collect::<Result<Vec<()>>>()?;
+        restored?;
+        logged
     }
 
     /// The kernel source files a coverage kernel instruments: the C files
@@ -877,22 +947,27 @@ impl Cache {
         dirs
     }
 
-    /// Puts the mutants' version of the files they touch into the tree.
-    /// Each such file gets a timestamp of this build directory's, so that
-    /// make rebuilds it here when its content is new to this directory
-    /// only. Returns what to restore.
-    fn apply_mutants(&self, spec: &Spec, build: &Path) -> Result<Vec<Saved>> {
+    /// Puts the version of `mutants` of the files they touch into the
+    /// tree, for the build directories `builds`. Each such file gets the
+    /// timestamp with which these directories last built this content,
+    /// if they all did at the same time, and the present otherwise, so
+    /// that make rebuilds it where its content is new. Returns what to
+    /// restore.
+    fn apply_mutants(&self, mutants: &[PathBuf], builds: &[PathBuf]) -> Result<Vec<Saved>> {
         let tree = self.source_dir();
-        let touched = patched_files_of(&spec.mutants)?;
+        let touched = patched_files_of(mutants)?;
         let scratch = self.dir.join("mutant-scratch");
-        apply_in_scratch(&tree, &scratch, &touched, &spec.mutants, |patch, e| {
+        apply_in_scratch(&tree, &scratch, &touched, mutants, |patch, e| {
             format!(
                 "mutant {} does not apply on top of lkl/patches/: {e}",
                 patch.display()
             )
         })?;
-        let stamp_path = build.join("lkl-mutant.stamp");
-        let stamp = fs::read_to_string(&stamp_path).unwrap_or_default();
+        let stamp_name = "lkl-mutant.stamp";
+        let stamps: Vec<String> = builds
+            .iter()
+            .map(|b| fs::read_to_string(b.join(stamp_name)).unwrap_or_default())
+            .collect();
         let mut saved = Vec::new();
         let mut new_stamp = String::new();
         for file in &touched {
@@ -906,17 +981,20 @@ impl Cache {
             });
             let content = fs::read(scratch.join(file)).map_err(|e| io_err("read", &scratch, e))?;
             let hash = stable_hash(&content);
-            // The timestamp this directory last built this content with.
-            let when = stamp
-                .lines()
-                .find_map(|l| {
+            // The timestamp a directory last built this content with.
+            let built_at = |stamp: &String| {
+                stamp.lines().find_map(|l| {
                     let mut f = l.split(' ');
                     (f.next() == Some(file) && f.next() == Some(&format!("{hash:016x}")))
                         .then(|| f.next().and_then(|t| t.parse::<u64>().ok()))
                         .flatten()
                 })
-                .map(|secs| SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(secs))
-                .unwrap_or_else(SystemTime::now);
+            };
+            let times: BTreeSet<Option<u64>> = stamps.iter().map(built_at).collect();
+            let when = match times.into_iter().collect::<Vec<_>>().as_slice() {
+                [Some(secs)] => SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(*secs),
+                _ => SystemTime::now(),
+            };
             let _ = fs::remove_file(&path);
             fs::write(&path, &content).map_err(|e| io_err("write", &path, e))?;
             set_mtime(&path, when)?;
@@ -926,7 +1004,10 @@ impl Cache {
                 .unwrap_or(0);
             let _ = writeln!(new_stamp, "{file} {hash:016x} {secs}");
         }
-        fs::write(&stamp_path, new_stamp).map_err(|e| io_err("write", &stamp_path, e))?;
+        for build in builds {
+            let stamp_path = build.join(stamp_name);
+            fs::write(&stamp_path, &new_stamp).map_err(|e| io_err("write", &stamp_path, e))?;
+        }
         let _ = fs::remove_dir_all(&scratch);
         Ok(saved)
     }
@@ -948,16 +1029,54 @@ impl Cache {
     /// `make` in the kernel tree, output appended to the build log (set
     /// aside first if it has grown past [`LOG_LIMIT`]).
     pub fn kmake(&self, build: &Path, targets: &[&str], extra: &[String]) -> Result<()> {
-        fs::create_dir_all(build).map_err(|e| io_err("create", build, e))?;
         let log_path = self.log_path();
         if fs::metadata(&log_path).is_ok_and(|m| m.len() > LOG_LIMIT) {
             self.rotate_log()?;
         }
+        self.kmake_into(build, targets, extra, &log_path)
+    }
+
+    /// `make vmlinux` in `build`, beside another make: its output goes to
+    /// a log of its own, `build`'s [`APART_LOG`], which
+    /// [`Cache::append_logs`] adds to the build log afterwards.
+    fn kmake_apart(&self, build: &Path, extra: &[String]) -> Result<()> {
+        let log_path = build.join(APART_LOG);
+        let _ = fs::remove_file(&log_path);
+        self.kmake_into(build, &["vmlinux"], extra, &log_path)
+    }
+
+    /// Adds the logs of [`Cache::kmake_apart`] in `builds` to the build log.
+    fn append_logs(&self, builds: &[PathBuf]) -> Result<()> {
+        let log_path = self.log_path();
         let mut log = File::options()
             .create(true)
             .append(true)
             .open(&log_path)
             .map_err(|e| io_err("open", &log_path, e))?;
+        for build in builds {
+            let apart = build.join(APART_LOG);
+            let text = fs::read(&apart).map_err(|e| io_err("read", &apart, e))?;
+            log.write_all(&text)
+                .map_err(|e| io_err("write", &log_path, e))?;
+        }
+        Ok(())
+    }
+
+    /// `make targets` in the kernel tree for `build`, output appended to
+    /// `log_path`.
+    fn kmake_into(
+        &self,
+        build: &Path,
+        targets: &[&str],
+        extra: &[String],
+        log_path: &Path,
+    ) -> Result<()> {
+        fs::create_dir_all(build).map_err(|e| io_err("create", build, e))?;
+        let mut log = File::options()
+            .create(true)
+            .append(true)
+            .open(log_path)
+            .map_err(|e| io_err("open", log_path, e))?;
         let (mut cmd, jobs) = self.make_command(build, targets, extra);
         let _ = writeln!(
             log,
@@ -965,12 +1084,12 @@ impl Cache {
             targets.join(" "),
             build.display()
         );
-        let log_err = log.try_clone().map_err(|e| io_err("open", &log_path, e))?;
+        let log_err = log.try_clone().map_err(|e| io_err("open", log_path, e))?;
         cmd.stdin(Stdio::null()).stdout(log).stderr(log_err);
         let started = Instant::now();
         let status = cmd.status().map_err(|e| format!("cannot run make: {e}"))?;
         if !status.success() {
-            let tail = fs::read_to_string(&log_path).unwrap_or_default();
+            let tail = fs::read_to_string(log_path).unwrap_or_default();
             let lines: Vec<&str> = tail.lines().collect();
             let start = lines.len().saturating_sub(40);
             return Err(format!(
@@ -1919,6 +2038,61 @@ mod tests {
             !seen.contains(&format!("--jobserver-auth={r},{w}")),
             "{log}"
         );
+        let _ = fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn one_mutant_builds_for_two_kernels_side_by_side() {
+        let dir = scratch("side-by-side");
+        let tree = toy_tree(&dir);
+        let mutant = dir.join("extra.patch");
+        fs::write(
+            &mutant,
+            "--- a/kernel/api.c\n+++ b/kernel/api.c\n@@ -1 +1,2 @@\n\
+             +int toy_mutant(void) { return 1; }\n \
+             int lkl_start_kernel(void) { return 0; }\n",
+        )
+        .expect("patch");
+        let original = fs::read_to_string(tree.join("kernel/api.c")).expect("api.c");
+        let cache = cache_in(&dir, Some(tree.clone()), None);
+        let lock = cache.lock().expect("lock");
+        let specs: Vec<Spec> = [Variant::Default, Variant::Debug]
+            .into_iter()
+            .map(|variant| Spec {
+                variant,
+                mutants: vec![mutant.clone()],
+                coverage: false,
+            })
+            .collect();
+        let built = cache
+            .build_side_by_side(&specs, &lock)
+            .expect("the toy mutant builds for both kernels");
+        let log = fs::read_to_string(cache.log_path()).expect("log");
+        for (spec, built) in specs.iter().zip(&built) {
+            assert_eq!(built.build_dir, cache.build_dir(spec));
+            let symbols =
+                run_cmd(Command::new("nm").arg(built.build_dir.join("vmlinux"))).expect("nm");
+            assert!(
+                symbols.contains(" T toy_mutant"),
+                "{}: {symbols}",
+                spec.name()
+            );
+            assert!(built.shared_library.is_file(), "{}", spec.name());
+            // Each make's log, kept apart while they ran, is in the cache's.
+            let header = format!("=== make vmlinux in {} ", built.build_dir.display());
+            assert!(log.contains(&header), "{header}: {log}");
+            assert!(built.build_dir.join(APART_LOG).is_file());
+        }
+        assert_eq!(
+            fs::read_to_string(tree.join("kernel/api.c")).expect("api.c"),
+            original,
+            "the tree is as it was"
+        );
+
+        let err = cache
+            .build_side_by_side(&[specs[0].clone(), Spec::of(Variant::Debug)], &lock)
+            .expect_err("kernels with other mutants");
+        assert!(err.contains("differ in their mutants"), "{err}");
         let _ = fs::remove_dir_all(&dir);
     }
 

@@ -73,26 +73,51 @@ pub fn with_test_patch(name: &str) -> Spec {
     }
 }
 
+/// What this process has built, or failed to build.
+static BUILT: LazyLock<Mutex<HashMap<Spec, Result<PathBuf, String>>>> =
+    LazyLock::new(|| Mutex::new(HashMap::new()));
+
 /// Builds `spec` if it is not up to date, once per process, and returns
 /// its `liblkl.so`. Builds take the cache's lock, so concurrent tests and
 /// processes build one at a time.
 pub fn build(spec: &Spec) -> Result<PathBuf, String> {
-    static BUILT: LazyLock<Mutex<HashMap<Spec, Result<PathBuf, String>>>> =
-        LazyLock::new(|| Mutex::new(HashMap::new()));
+    build_side_by_side(std::slice::from_ref(spec)).remove(0)
+}
+
+/// [`build`] for several specs with the same mutants (one mutant on
+/// several kernel variants), whose makes run side by side (see
+/// [`Cache::build_side_by_side`]).
+pub fn build_side_by_side(specs: &[Spec]) -> Vec<Result<PathBuf, String>> {
     let mut built = BUILT.lock().unwrap_or_else(|e| e.into_inner());
-    if let Some(result) = built.get(spec) {
-        return result.clone();
-    }
-    for patch in &spec.mutants {
-        if !patch.is_file() {
-            return Err(format!("no patch {}", patch.display()));
+    let missing: Vec<Spec> = specs
+        .iter()
+        .filter(|spec| !built.contains_key(spec))
+        .cloned()
+        .collect();
+    if !missing.is_empty() {
+        let absent = missing
+            .iter()
+            .flat_map(|spec| &spec.mutants)
+            .find(|patch| !patch.is_file());
+        let results: Vec<Result<PathBuf, String>> = match absent {
+            Some(patch) => vec![Err(format!("no patch {}", patch.display())); missing.len()],
+            None => {
+                let cache = cache();
+                match cache
+                    .lock()
+                    .and_then(|lock| cache.build_side_by_side(&missing, &lock))
+                {
+                    Ok(libraries) => libraries
+                        .into_iter()
+                        .map(|b| Ok(b.shared_library))
+                        .collect(),
+                    Err(e) => vec![Err(e); missing.len()],
+                }
+            }
+        };
+        for (spec, result) in missing.into_iter().zip(results) {
+            built.insert(spec, result);
         }
     }
-    let cache = cache();
-    let result = cache
-        .lock()
-        .and_then(|lock| cache.build(spec, &lock))
-        .map(|b| b.shared_library);
-    built.insert(spec.clone(), result.clone());
-    result
+    specs.iter().map(|spec| built[spec].clone()).collect()
 }
