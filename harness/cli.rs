@@ -592,19 +592,21 @@ fn mutants(args: &MutantsArgs) -> Result<()> {
         }
     }
     let started = Instant::now();
-    let jobs: Vec<_> = found
-        .iter()
-        .flat_map(|patch| kernels.iter().map(|&kernel| (patch.clone(), kernel)))
-        .collect();
-    let outcomes = mutants::run_all(&jobs, &args.tests, args.test_filter.as_deref(), |outcome| {
-        eprintln!(
-            "{}",
-            mutants::table(std::slice::from_ref(outcome))
-                .lines()
-                .nth(1)
-                .unwrap_or_default()
-        )
-    });
+    let outcomes = mutants::run_all(
+        &found,
+        &kernels,
+        &args.tests,
+        args.test_filter.as_deref(),
+        |outcome| {
+            eprintln!(
+                "{}",
+                mutants::table(std::slice::from_ref(outcome))
+                    .lines()
+                    .nth(1)
+                    .unwrap_or_default()
+            )
+        },
+    );
     let mut out = std::io::stdout().lock();
     write!(out, "{}", mutants::table(&outcomes))?;
     if outcomes.iter().any(|o| o.log.is_some()) {

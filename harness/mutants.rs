@@ -4,13 +4,14 @@
 //! A mutant is a patch on top of `lkl/patches/` (the project's are in
 //! `lkl/mutants/`: memory bugs, undefined behaviour, a data race and plain
 //! logic bugs in `kernel/hello.c`). For each mutant and each chosen kernel
-//! variant, [`build`] builds the kernel with the mutant applied, in a
+//! variant, [`build()`] builds the kernel with the mutant applied, in a
 //! build directory of its own that starts as a copy of the variant's, so
 //! only the files the mutant changes are compiled. It then runs the chosen
 //! test targets with `cargo test`, with [`Kernel::boot`](crate::Kernel::boot)
 //! loading the mutant's library (`LKL_LIBRARY`). A failing test catches
 //! the mutant; a mutant that does not build is an error, never a catch.
-//! [`run_all`] builds the next kernel while the tests of one run.
+//! [`run_all`] builds a mutant's kernels side by side, and the next
+//! mutant's while the tests of one run.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -128,21 +129,31 @@ pub struct Build {
     pub took: Duration,
 }
 
-/// Builds `mutant` for `kernel` (see [`crate::seeded::build`]).
-pub fn build(mutant: &Path, kernel: Variant) -> Build {
-    let spec = Spec {
-        variant: kernel,
-        mutants: vec![mutant.to_path_buf()],
-        coverage: false,
-    };
+/// Builds `mutant` for each of `kernels`, side by side (see
+/// [`crate::seeded::build_side_by_side`]); each build's time is that of
+/// them all.
+pub fn build(mutant: &Path, kernels: &[Variant]) -> Vec<Build> {
+    let specs: Vec<Spec> = kernels
+        .iter()
+        .map(|&variant| Spec {
+            variant,
+            mutants: vec![mutant.to_path_buf()],
+            coverage: false,
+        })
+        .collect();
     let started = Instant::now();
-    let library = crate::seeded::build(&spec);
-    Build {
-        mutant: mutant.to_path_buf(),
-        kernel,
-        library,
-        took: started.elapsed(),
-    }
+    let libraries = crate::seeded::build_side_by_side(&specs);
+    let took = started.elapsed();
+    kernels
+        .iter()
+        .zip(libraries)
+        .map(|(&kernel, library)| Build {
+            mutant: mutant.to_path_buf(),
+            kernel,
+            library,
+            took,
+        })
+        .collect()
 }
 
 /// Runs `tests` (test targets) against a mutant's kernel, with `filter`
@@ -180,28 +191,39 @@ pub fn test(build: Build, tests: &[String], filter: Option<&str>) -> Outcome {
     }
 }
 
-/// Runs every `(mutant, kernel)` job, in order: one thread builds the
-/// kernels one after another (builds share the cache's lock and its work
-/// tree) while this one runs each kernel's tests as soon as it is built,
-/// so that a build and the tests of the one before it use the two cores
-/// at once. `done` sees each outcome as it comes.
+/// Runs every mutant of `mutants` on each of `kernels`, in order: one
+/// thread builds each mutant's kernels (side by side) one mutant after
+/// another (the builds share the cache's lock and work tree), while this
+/// one runs each kernel's tests as soon as it is built, so that builds
+/// and the tests of the kernels before them use the host's cores at
+/// once. `done` sees each outcome as it comes.
 pub fn run_all(
-    jobs: &[(PathBuf, Variant)],
+    mutants: &[PathBuf],
+    kernels: &[Variant],
     tests: &[String],
     filter: Option<&str>,
     mut done: impl FnMut(&Outcome),
 ) -> Vec<Outcome> {
+    for &kernel in kernels {
+        compile_tests(kernel, tests);
+    }
     let (built, builds) = crossbeam_channel::unbounded();
     std::thread::scope(|scope| {
         scope.spawn(move || {
-            for (mutant, kernel) in jobs {
+            for mutant in mutants {
                 eprintln!(
                     "mutants: building {} for the {} kernel ...",
                     crate::kbuild::mutant_name(mutant),
-                    kernel.name()
+                    kernels
+                        .iter()
+                        .map(|k| k.name())
+                        .collect::<Vec<_>>()
+                        .join(" and ")
                 );
-                if built.send(build(mutant, *kernel)).is_err() {
-                    break;
+                for b in build(mutant, kernels) {
+                    if built.send(b).is_err() {
+                        return;
+                    }
                 }
             }
         });
@@ -226,37 +248,21 @@ fn run_tests(
     tests: &[String],
     filter: Option<&str>,
 ) -> (Verdict, Option<String>) {
-    let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let target = target_dir(manifest, kernel);
-    if kernel != Variant::Default {
-        if let Err(e) = link_cache(&target) {
-            return (Verdict::NotRun(e), None);
-        }
-    }
-    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-    let mut cmd = Command::new(cargo);
+    let mut cmd = match cargo_test(kernel, tests) {
+        Ok(cmd) => cmd,
+        Err(e) => return (Verdict::NotRun(e), None),
+    };
     // Every target, past the first that fails: a test that stops at a
     // check of the log only quotes a report, which another target's
     // `finish()` prints whole, with the source line of each frame.
     // Not quiet: cargo's `Running tests/NAME.rs` lines (on stderr, in
     // order with the tests' output through one pipe) name each test's
     // target.
-    cmd.current_dir(manifest).arg("test").arg("--no-fail-fast");
-    for test in tests {
-        cmd.arg("--test").arg(test);
-    }
-    cmd.arg("--");
+    cmd.arg("--no-fail-fast").arg("--");
     if let Some(filter) = filter {
         cmd.arg(filter);
     }
-    cmd.env("CARGO_TARGET_DIR", &target)
-        .env("LKL_LIBRARY", library)
-        .env_remove("LKL_CPUS");
-    if kernel == Variant::Default {
-        cmd.env_remove("LKL_KERNEL");
-    } else {
-        cmd.env("LKL_KERNEL", kernel.name());
-    }
+    cmd.env("LKL_LIBRARY", library);
     let (status, text) = match run_merged(cmd) {
         Ok(run) => run,
         Err(e) => return (Verdict::NotRun(format!("cannot run cargo test: {e}")), None),
@@ -283,6 +289,45 @@ fn run_tests(
         )),
     };
     (verdict, Some(text))
+}
+
+/// `cargo test` of the test targets `tests` for `kernel`'s tests, in
+/// their target directory (see [`target_dir`]).
+fn cargo_test(kernel: Variant, tests: &[String]) -> Result<Command, String> {
+    let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let target = target_dir(manifest, kernel);
+    if kernel != Variant::Default {
+        link_cache(&target)?;
+    }
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let mut cmd = Command::new(cargo);
+    cmd.current_dir(manifest).arg("test");
+    for test in tests {
+        cmd.arg("--test").arg(test);
+    }
+    cmd.env("CARGO_TARGET_DIR", &target).env_remove("LKL_CPUS");
+    if kernel == Variant::Default {
+        cmd.env_remove("LKL_KERNEL");
+    } else {
+        cmd.env("LKL_KERNEL", kernel.name());
+    }
+    Ok(cmd)
+}
+
+/// Compiles the tests for `kernel` (`cargo test --no-run`): their
+/// `build.rs`, which may build the kernel under the cache's lock, runs
+/// then, not in the first mutant's test run, where it would wait for the
+/// lock while the next mutant builds. A failure here shows again, whole,
+/// in each mutant's test run.
+fn compile_tests(kernel: Variant, tests: &[String]) {
+    eprintln!(
+        "mutants: compiling the tests for the {} kernel ...",
+        kernel.name()
+    );
+    if let Ok(mut cmd) = cargo_test(kernel, tests) {
+        cmd.arg("--no-run");
+        let _ = run_merged(cmd);
+    }
 }
 
 /// `target/<dir>/lkl` links to the shared kernel cache, as in CI.
