@@ -990,11 +990,12 @@ impl Cache {
                         .flatten()
                 })
             };
-            let times: BTreeSet<Option<u64>> = stamps.iter().map(built_at).collect();
-            let when = match times.into_iter().collect::<Vec<_>>().as_slice() {
-                [Some(secs)] => SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(*secs),
-                _ => SystemTime::now(),
-            };
+            let mut times = stamps.iter().map(built_at);
+            let first = times.next().flatten();
+            let when = first
+                .filter(|&secs| times.all(|t| t == Some(secs)))
+                .map(|secs| SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(secs))
+                .unwrap_or_else(SystemTime::now);
             let _ = fs::remove_file(&path);
             fs::write(&path, &content).map_err(|e| io_err("write", &path, e))?;
             set_mtime(&path, when)?;
