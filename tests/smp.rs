@@ -69,59 +69,6 @@ fn a_thread_pinned_to_a_cpu_runs_its_calls_there() {
     finish(kernel);
 }
 
-/// Two threads that call in turn, their tasks first put on one CPU and
-/// then let free, spread over the two CPUs: the thread whose task sleeps
-/// wakes it from the idle CPU, where the scheduler then places it. Woken
-/// from the shared CPU instead, the task often stayed queued there (a
-/// wake-up scans for idle CPUs only while the CPUs look lightly used, and
-/// a host task counts as running while its thread runs host code), and
-/// two threads took turns on one CPU for as long as they called.
-#[test]
-fn two_threads_that_share_a_cpu_spread_to_the_idle_one() {
-    const ROUNDS: usize = 200;
-    let kernel = boot_with(with_cpus(2));
-    let turn = Barrier::new(2);
-    let cpus: Vec<Vec<u32>> = std::thread::scope(|s| {
-        let threads: Vec<_> = (0..2)
-            .map(|me| {
-                let (kernel, turn) = (&kernel, &turn);
-                s.spawn(move || {
-                    kernel.pin_current_thread(0).expect("pin");
-                    assert_eq!(kernel.current_cpu(), 0);
-                    turn.wait();
-                    kernel.unpin_current_thread().expect("unpin");
-                    turn.wait();
-                    // One thread calls while the other waits in host code.
-                    (0..ROUNDS)
-                        .map(|_| {
-                            let mut cpu = 0;
-                            for caller in 0..2 {
-                                if caller == me {
-                                    cpu = kernel.current_cpu();
-                                }
-                                turn.wait();
-                            }
-                            cpu
-                        })
-                        .collect()
-                })
-            })
-            .collect();
-        threads
-            .into_iter()
-            .map(|t| t.join().expect("a caller"))
-            .collect()
-    });
-    let apart = (0..ROUNDS).filter(|&r| cpus[0][r] != cpus[1][r]).count();
-    assert!(
-        cpus[0][ROUNDS - 1] != cpus[1][ROUNDS - 1] && apart >= ROUNDS / 2,
-        "two threads calling in turn shared a CPU in {} of {ROUNDS} rounds, \
-         the last among them: {cpus:?}",
-        ROUNDS - apart
-    );
-    finish(kernel);
-}
-
 /// The interrupt lines of `/proc/interrupts`: (number, count on each
 /// CPU, the rest of the line).
 fn interrupts(kernel: &Kernel) -> Vec<(String, Vec<u64>, String)> {
