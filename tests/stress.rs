@@ -126,6 +126,46 @@ fn verification_catches_a_line_nobody_asked_for() {
     finish(kernel);
 }
 
+/// A record of a task outside the run is the rest of the kernel talking
+/// (it says `random: crng init done` a minute or so after boot, from an
+/// interrupt): the summary shows it apart and it fails nothing, while the
+/// run's own lines stay counted exactly. Here the record is a greeting
+/// from a thread that is not one of the run's workers.
+#[test]
+fn a_record_of_a_task_outside_the_run_is_shown_but_fails_nothing() {
+    let kernel = boot();
+    let options = StressOptions {
+        threads: 1,
+        calls: 300,
+        loud: Loudness::Never,
+        name: None,
+    };
+    let bystander = std::sync::Once::new();
+    let summary = stress::run(&kernel, &options, &|_| {
+        bystander.call_once(|| {
+            // Joined here: its task has exited before the run ends.
+            std::thread::scope(|s| {
+                s.spawn(|| {
+                    kernel
+                        .hello(&HelloArgs::new(c"bystander", 0))
+                        .expect("hello")
+                });
+            });
+        });
+    });
+    assert_eq!(summary.counts.lines_other, 1, "{summary}");
+    assert_eq!(summary.counts.lines_unexpected, 0, "{summary}");
+    assert_eq!(summary.counts.lines_captured, 300, "{summary}");
+    summary
+        .verify()
+        .unwrap_or_else(|e| panic!("another task's record failed the run: {e}\n{summary}"));
+    assert!(
+        summary.table().contains("Hello, bystander!"),
+        "the record is shown: {summary}"
+    );
+    finish(kernel);
+}
+
 #[test]
 fn capture_returns_only_the_calling_threads_records_while_others_log() {
     use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
