@@ -4,6 +4,7 @@
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
+use std::sync::Barrier;
 use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::{bail, Context, Result};
@@ -11,6 +12,7 @@ use clap::Args;
 use lkl_harness::kbuild::{Spec, Variant};
 use lkl_harness::stress::{self, fmt_ns, Loudness};
 use lkl_harness::{BootOptions, Kernel, StressOptions};
+use parking_lot::Mutex;
 use serde::Serialize;
 
 use crate::cli::KernelArgs;
@@ -602,56 +604,81 @@ fn boot_cpus(kernel: &KernelArgs, cpus: u32) -> Result<Kernel> {
     })?)
 }
 
-/// getpid() calls per second from `threads` threads at once, each making
-/// `calls` calls (after a warm-up that gives each its task).
-fn getpid_rate(kernel: &Kernel, threads: usize, calls: u64) -> f64 {
-    call_rate(threads, calls, || {
+/// A kernel's getpid(), as a [`Job`]'s call.
+fn getpid_call(kernel: &Kernel) -> impl Fn() + Sync + '_ {
+    move || {
         let _ = std::hint::black_box(kernel.getpid());
-    })
+    }
 }
 
-/// The host kernel's getpid() per second from `threads` threads at once:
-/// what this machine's cores give two threads making system calls, the
-/// ceiling for the library kernel's scaling.
-fn native_getpid_rate(threads: usize, calls: u64) -> f64 {
-    call_rate(threads, calls, || {
-        // SAFETY: getpid takes no argument and cannot fail.
-        std::hint::black_box(unsafe { libc::syscall(libc::SYS_getpid) });
-    })
+/// The host kernel's getpid(): what this machine's cores give threads
+/// making system calls, the ceiling for the library kernel's scaling.
+fn native_getpid() {
+    // SAFETY: getpid takes no argument and cannot fail.
+    std::hint::black_box(unsafe { libc::syscall(libc::SYS_getpid) });
 }
 
-/// Calls per second of `call` from `threads` threads at once, each making
-/// `calls` calls after 1,000 to warm up.
-fn call_rate(threads: usize, calls: u64, call: impl Fn() + Sync) -> f64 {
-    let ready = std::sync::Barrier::new(threads);
-    let spans: Vec<(Instant, Instant)> = std::thread::scope(|s| {
-        let handles: Vec<_> = (0..threads)
-            .map(|_| {
-                let (ready, call) = (&ready, &call);
-                s.spawn(move || {
+/// What a round of [`call_rates`] times: `threads` threads at once, each
+/// making `calls` calls of `call`.
+struct Job<'a> {
+    threads: usize,
+    calls: u64,
+    call: &'a (dyn Fn() + Sync),
+}
+
+/// Calls per second of each job in each of `rounds` rounds, the jobs
+/// taking turns within a round so that they share the host's noise.
+///
+/// The same host threads make the calls of every round, after 1,000
+/// calls of each job to warm up. A new thread's first call clones its
+/// kernel task, which the scheduler then has to place: rounds of new
+/// threads timed that, and the threads leaving their barrier apart, more
+/// than the calls (two threads' getpid() looked 1.1-1.4x one thread's,
+/// the host's own getpid() included, where both scale 1.9x or more).
+fn call_rates(rounds: usize, jobs: &[Job<'_>]) -> Vec<Vec<f64>> {
+    let threads = jobs.iter().map(|j| j.threads).max().unwrap_or(0);
+    let (start, end) = (Barrier::new(threads + 1), Barrier::new(threads + 1));
+    let spans: Mutex<Vec<Option<(Instant, Instant)>>> = Mutex::new(vec![None; threads]);
+    std::thread::scope(|s| {
+        for me in 0..threads {
+            let (start, end, spans) = (&start, &end, &spans);
+            s.spawn(move || {
+                for job in jobs.iter().filter(|j| me < j.threads) {
                     for _ in 0..1000 {
-                        call();
+                        (job.call)();
                     }
-                    ready.wait();
-                    let first = Instant::now();
-                    for _ in 0..calls {
-                        call();
+                }
+                for _ in 0..rounds {
+                    for job in jobs {
+                        start.wait();
+                        if me < job.threads {
+                            let first = Instant::now();
+                            for _ in 0..job.calls {
+                                (job.call)();
+                            }
+                            spans.lock()[me] = Some((first, Instant::now()));
+                        }
+                        end.wait();
                     }
-                    (first, Instant::now())
-                })
-            })
-            .collect();
-        handles
-            .into_iter()
-            .map(|h| h.join().expect("a calling thread"))
-            .collect()
-    });
-    // The workers' own clocks, as in stress::run_calls: this thread may
-    // be scheduled late.
-    let first = spans.iter().map(|s| s.0).min().expect("a thread");
-    let last = spans.iter().map(|s| s.1).max().expect("a thread");
-    let elapsed = last.duration_since(first);
-    (threads as u64 * calls) as f64 / elapsed.as_secs_f64()
+                }
+            });
+        }
+        let mut rates = vec![Vec::new(); jobs.len()];
+        for _ in 0..rounds {
+            for (job, rates) in jobs.iter().zip(&mut rates) {
+                start.wait();
+                end.wait();
+                // The workers' own clocks, as in stress::run_calls: this
+                // thread may be scheduled late.
+                let spans: Vec<_> = spans.lock().iter_mut().filter_map(Option::take).collect();
+                let first = spans.iter().map(|s| s.0).min().expect("a thread");
+                let last = spans.iter().map(|s| s.1).max().expect("a thread");
+                let elapsed = last.duration_since(first);
+                rates.push((job.threads as u64 * job.calls) as f64 / elapsed.as_secs_f64());
+            }
+        }
+        rates
+    })
 }
 
 /// CPU time (user + system) this process has used, in seconds.
@@ -671,11 +698,21 @@ fn smp_figures(args: &BenchArgs, kernel: &KernelArgs, report: &mut Report) -> Re
 
     // One thread's getpid() at 1 and 4 CPUs, alternated to share the noise.
     let (k1, k4) = (boot_cpus(kernel, 1)?, boot_cpus(kernel, 4)?);
-    let mut rates = [Vec::new(), Vec::new()];
-    for _ in 0..5 {
-        rates[0].push(getpid_rate(&k1, 1, calls / 5));
-        rates[1].push(getpid_rate(&k4, 1, calls / 5));
-    }
+    let rates = call_rates(
+        5,
+        &[
+            Job {
+                threads: 1,
+                calls: calls / 5,
+                call: &getpid_call(&k1),
+            },
+            Job {
+                threads: 1,
+                calls: calls / 5,
+                call: &getpid_call(&k4),
+            },
+        ],
+    );
     let ns = |r: &[f64]| 1e9 / quantile(r, 0.5);
     let (one, four) = (ns(&rates[0]), ns(&rates[1]));
     let command =
@@ -731,15 +768,23 @@ fn smp_figures(args: &BenchArgs, kernel: &KernelArgs, report: &mut Report) -> Re
 
     // getpid() throughput from 1 and 2 threads at 2 CPUs.
     // The host kernel's getpid() from 1 and 2 threads in the same rounds:
-    // the scaling this machine's two cores allow at all.
+    // the scaling this machine's two cores allow at all. Every round
+    // makes `calls` calls however many threads share them.
     let k2 = boot_cpus(kernel, 2)?;
-    let mut rates = [Vec::new(), Vec::new(), Vec::new(), Vec::new()];
-    for _ in 0..5 {
-        rates[0].push(getpid_rate(&k2, 1, calls / 5));
-        rates[1].push(getpid_rate(&k2, 2, calls / 10));
-        rates[2].push(native_getpid_rate(1, calls / 20));
-        rates[3].push(native_getpid_rate(2, calls / 40));
-    }
+    let job = |threads: usize, call| Job {
+        threads,
+        calls: calls / threads as u64,
+        call,
+    };
+    let rates = call_rates(
+        5,
+        &[
+            job(1, &getpid_call(&k2)),
+            job(2, &getpid_call(&k2)),
+            job(1, &native_getpid),
+            job(2, &native_getpid),
+        ],
+    );
     let (t1, t2) = (quantile(&rates[0], 0.5), quantile(&rates[1], 0.5));
     let (n1, n2) = (quantile(&rates[2], 0.5), quantile(&rates[3], 0.5));
     let command = format!("{calls} getpid() calls per round, 5 alternating rounds, cpus = 2");
@@ -765,10 +810,7 @@ fn smp_figures(args: &BenchArgs, kernel: &KernelArgs, report: &mut Report) -> Re
         "host getpid() throughput, 2 threads / 1 thread",
         format!("{:.2}", n2 / n1),
         "×",
-        format!(
-            "{} libc::syscall(SYS_getpid) per round, in the same rounds",
-            calls / 20
-        ),
+        format!("{calls} libc::syscall(SYS_getpid) per round, in the same rounds"),
     );
 
     // hello() from 64 threads at 1 and 2 CPUs.
