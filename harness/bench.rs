@@ -2,6 +2,7 @@
 //! nothing (tests never assert on timings).
 
 use std::io::Write as _;
+use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::Barrier;
@@ -643,23 +644,38 @@ fn call_rates(rounds: usize, jobs: &[Job<'_>]) -> Vec<Vec<f64>> {
         for me in 0..threads {
             let (start, end, spans) = (&start, &end, &spans);
             s.spawn(move || {
-                for job in jobs.iter().filter(|j| me < j.threads) {
-                    for _ in 0..1000 {
-                        (job.call)();
+                // A call that panics (a kernel that panicked) must not
+                // leave the others waiting at a barrier: this thread keeps
+                // to the rounds without calling, and panics after them.
+                let warm_up = || {
+                    for job in jobs.iter().filter(|j| me < j.threads) {
+                        for _ in 0..1000 {
+                            (job.call)();
+                        }
                     }
-                }
+                };
+                let mut panicked = catch_unwind(AssertUnwindSafe(warm_up)).err();
                 for _ in 0..rounds {
                     for job in jobs {
                         start.wait();
-                        if me < job.threads {
-                            let first = Instant::now();
-                            for _ in 0..job.calls {
-                                (job.call)();
+                        if me < job.threads && panicked.is_none() {
+                            let timed = || {
+                                let first = Instant::now();
+                                for _ in 0..job.calls {
+                                    (job.call)();
+                                }
+                                (first, Instant::now())
+                            };
+                            match catch_unwind(AssertUnwindSafe(timed)) {
+                                Ok(span) => spans.lock()[me] = Some(span),
+                                Err(panic) => panicked = Some(panic),
                             }
-                            spans.lock()[me] = Some((first, Instant::now()));
                         }
                         end.wait();
                     }
+                }
+                if let Some(panic) = panicked {
+                    resume_unwind(panic);
                 }
             });
         }
@@ -670,11 +686,15 @@ fn call_rates(rounds: usize, jobs: &[Job<'_>]) -> Vec<Vec<f64>> {
                 end.wait();
                 // The workers' own clocks, as in stress::run_calls: this
                 // thread may be scheduled late.
+                // No span if a thread panicked: the scope then panics
+                // with its message once the rounds are over.
                 let spans: Vec<_> = spans.lock().iter_mut().filter_map(Option::take).collect();
-                let first = spans.iter().map(|s| s.0).min().expect("a thread");
-                let last = spans.iter().map(|s| s.1).max().expect("a thread");
-                let elapsed = last.duration_since(first);
-                rates.push((job.threads as u64 * job.calls) as f64 / elapsed.as_secs_f64());
+                let first = spans.iter().map(|s| s.0).min();
+                let last = spans.iter().map(|s| s.1).max();
+                if let (Some(first), Some(last)) = (first, last) {
+                    let elapsed = last.duration_since(first).as_secs_f64();
+                    rates.push((job.threads as u64 * job.calls) as f64 / elapsed);
+                }
             }
         }
         rates
@@ -1225,4 +1245,52 @@ fn build_times_of(variant: Variant, report: &mut Report) -> Result<()> {
     );
     let _ = std::fs::remove_dir_all(&scratch);
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicU64, Ordering};
+
+    use super::*;
+
+    /// A call that panics (as a call into a kernel that panicked does)
+    /// ends the rounds with a panic: the other threads are not left
+    /// waiting at a barrier.
+    #[test]
+    fn a_call_that_panics_ends_the_rounds_with_a_panic() {
+        let (done, result) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let calls = AtomicU64::new(0);
+            let count = || {
+                calls.fetch_add(1, Ordering::Relaxed);
+            };
+            let boom = || panic!("boom");
+            let outcome = catch_unwind(AssertUnwindSafe(|| {
+                call_rates(
+                    3,
+                    &[
+                        Job {
+                            threads: 1,
+                            calls: 10,
+                            call: &count,
+                        },
+                        Job {
+                            threads: 2,
+                            calls: 10,
+                            call: &boom,
+                        },
+                    ],
+                )
+            }));
+            let _ = done.send((outcome.is_err(), calls.load(Ordering::Relaxed)));
+        });
+        let (panicked, calls) = result
+            .recv_timeout(Duration::from_secs(60))
+            .expect("call_rates() hung after a call panicked");
+        // The panic itself is printed where it happens (the panic hook).
+        assert!(panicked, "call_rates() returned after a call panicked");
+        // The first thread panicked in its warm-up, after its 1,000
+        // calls of the first job: it made no timed call.
+        assert_eq!(calls, 1000);
+    }
 }
