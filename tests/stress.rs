@@ -9,7 +9,7 @@ use std::time::Duration;
 use common::{boot, finish};
 use lkl_harness::hello::HelloArgs;
 use lkl_harness::stress::{self, Loudness};
-use lkl_harness::StressOptions;
+use lkl_harness::{Kernel, StressOptions};
 
 /// Far longer than a passing run takes even in a debug build; only a
 /// kernel that stopped answering gets there.
@@ -96,24 +96,28 @@ fn long_fixed_names_are_expected_truncated_like_the_kernel_truncates() {
     finish(kernel);
 }
 
-#[test]
-fn verification_catches_a_line_nobody_asked_for() {
-    let kernel = boot();
+/// A quiet run of one thread × 300 calls, during which the worker calls
+/// `intrude` once (from the progress callback, in the middle of the run).
+fn run_with_an_intrusion(kernel: &Kernel, intrude: impl Fn() + Sync) -> stress::Summary {
     let options = StressOptions {
         threads: 1,
         calls: 300,
         loud: Loudness::Never,
         name: None,
     };
-    let intruded = std::sync::Once::new();
-    // The progress callback runs on the worker, in the middle of the run:
-    // one extra greeting there is a line the run did not ask for.
-    let summary = stress::run(&kernel, &options, &|_| {
-        intruded.call_once(|| {
-            kernel
-                .hello(&HelloArgs::new(c"intruder", 0))
-                .expect("hello");
-        });
+    let once = std::sync::Once::new();
+    stress::run(kernel, &options, &|_| once.call_once(&intrude))
+}
+
+#[test]
+fn verification_catches_a_line_nobody_asked_for() {
+    let kernel = boot();
+    // One extra greeting from the worker is a line the run did not ask
+    // for.
+    let summary = run_with_an_intrusion(&kernel, || {
+        kernel
+            .hello(&HelloArgs::new(c"intruder", 0))
+            .expect("hello");
     });
     assert_eq!(summary.counts.lines_unexpected, 1, "{summary}");
     assert_eq!(summary.counts.lines_captured, 301);
@@ -134,22 +138,13 @@ fn verification_catches_a_line_nobody_asked_for() {
 #[test]
 fn a_record_of_a_task_outside_the_run_is_shown_but_fails_nothing() {
     let kernel = boot();
-    let options = StressOptions {
-        threads: 1,
-        calls: 300,
-        loud: Loudness::Never,
-        name: None,
-    };
-    let bystander = std::sync::Once::new();
-    let summary = stress::run(&kernel, &options, &|_| {
-        bystander.call_once(|| {
-            // Joined here: its task has exited before the run ends.
-            std::thread::scope(|s| {
-                s.spawn(|| {
-                    kernel
-                        .hello(&HelloArgs::new(c"bystander", 0))
-                        .expect("hello")
-                });
+    let summary = run_with_an_intrusion(&kernel, || {
+        // Joined here: its task has exited before the run ends.
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                kernel
+                    .hello(&HelloArgs::new(c"bystander", 0))
+                    .expect("hello")
             });
         });
     });
