@@ -140,3 +140,54 @@ fn a_leak_fails_the_main_job_on_the_debug_kernel() {
         "{stdout}\n{stderr}"
     );
 }
+
+/// `bench` with every count cut down, so that it takes seconds: it runs
+/// to its end and prints each figure, the SMP ones beside their
+/// `cpus = 1` counterparts, and no stress round of it loses a line. The
+/// figures themselves are timings, which no test asserts on.
+#[test]
+fn a_small_bench_prints_every_figure() {
+    let out = lkl_harness(&[
+        "bench",
+        "--boots",
+        "1",
+        "--instances",
+        "1",
+        "--getpid-calls",
+        "2000",
+        "--hello-calls",
+        "1000",
+        "--idle-seconds",
+        "1",
+        "--no-debug",
+        "--no-coverage",
+        "--no-selftest",
+    ]);
+    let stdout = text(&out.stdout);
+    assert!(out.status.success(), "{stdout}\n{}", text(&out.stderr));
+    for figure in [
+        "getpid() through the library",
+        "valid hello() call, one thread",
+        "getpid(), 1 thread, cpus = 1",
+        "getpid(), 1 thread, cpus = 4",
+        "getpid() throughput, 2 threads / 1 thread",
+        "host getpid() throughput, 2 threads / 1 thread",
+        "hello() throughput, 64 threads, cpus = 2",
+        "idle kernel, cpus = 4: CPU used",
+        "boot, cpus = 4 / cpus = 1",
+        "seeded shared-buffer race found, cpus = 2",
+    ] {
+        assert!(
+            stdout.lines().any(|l| l.starts_with(figure)),
+            "no {figure:?} row:\n{stdout}"
+        );
+    }
+    let lost: Vec<&str> = stdout
+        .lines()
+        .filter(|l| l.starts_with("log lines lost"))
+        .collect();
+    assert_eq!(lost.len(), 6, "{stdout}");
+    for line in lost {
+        assert!(line.contains(" 0 of "), "{line}");
+    }
+}
