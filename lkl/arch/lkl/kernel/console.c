@@ -70,8 +70,9 @@ void lkl_console_keep_up(void)
 		return;
 	/*
 	 * Not this_cpu_inc_return(), which disables interrupts around the
-	 * increment at a cost of a sixth of a getpid(): only this path counts,
-	 * and a count lost to a migration just moves the next look by a call.
+	 * increment at a cost of a sixth of a getpid(): no interrupt counts,
+	 * and this arch never preempts a task in the kernel (ARCH_NO_PREEMPT),
+	 * so nothing else touches this CPU's count meanwhile.
 	 */
 	if (raw_cpu_inc_return(lkl_console_calls) % LKL_CONSOLE_LOOK_EVERY)
 		return;
